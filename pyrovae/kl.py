@@ -1,0 +1,60 @@
+"""Which (posterior, prior) pairs have a closed-form KL, and which sites use it.
+
+Pyro's ``TraceMeanField_ELBO`` tries ``kl_divergence`` and silently falls
+back to sampling. pyrovae's estimators need to *know* beforehand: ``analytic``
+refuses the fallback, ``auto`` reports it. The answer depends only on the
+structure of the two distributions (their classes and how they are wrapped),
+so it is computed once per structure and memoized: the training step pays a
+dictionary lookup, not a KL evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Hashable
+
+from torch.distributions import Distribution, kl_divergence
+
+ANALYTIC, SAMPLED = "analytic", "sampled"
+_MEMO: Dict[Hashable, bool] = {}
+# Wrappers that only reshape or mask; error messages name what they wrap.
+_WRAPPERS = {"Independent", "ExpandedDistribution", "MaskedDistribution"}
+
+
+def _structure(d: Distribution) -> Hashable:
+    """Class and wrapping of ``d`` (e.g. Independent(1, Normal)): all that decides if a KL is registered."""
+    base = getattr(d, "base_dist", None)
+    return (type(d), getattr(d, "reinterpreted_batch_ndims", None), None if base is None else _structure(base))
+
+
+def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
+    """Whether ``torch.distributions.kl_divergence(q, p)`` has a registered closed form."""
+    key = (_structure(q), _structure(p))
+    if key not in _MEMO:
+        try:
+            kl_divergence(q, p)
+            _MEMO[key] = True
+        except NotImplementedError:
+            _MEMO[key] = False
+    return _MEMO[key]
+
+
+def describe(d: Distribution) -> str:
+    """Short name of a distribution, looking through ``Independent`` and similar wrappers."""
+    base = getattr(d, "base_dist", None)
+    return type(d).__name__ if base is None or type(d).__name__ not in _WRAPPERS else describe(base)
+
+
+
+def latent_sites(model_trace, guide_trace):
+    """Yield ``(name, model_site, guide_site)`` for every latent sample site of the model."""
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"]:
+            yield name, site, guide_trace.nodes[name]
+
+
+def kl_routes(model_trace, guide_trace) -> Dict[str, str]:
+    """For each latent site, ``"analytic"`` if its KL has a closed form, else ``"sampled"``."""
+    return {
+        name: ANALYTIC if has_closed_form_kl(q["fn"], p["fn"]) else SAMPLED
+        for name, p, q in latent_sites(model_trace, guide_trace)
+    }

@@ -1,0 +1,40 @@
+"""Multi-layer perceptrons for the encoder and decoder.
+
+The paper's MNIST networks have one hidden layer of 500 tanh units
+(Kingma & Welling 2013, section 5); PyTorch's example VAE uses 400 ReLU
+units. Both are ``mlp([784, H, out], activation)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from .errors import PyroVAEError
+from .registry import Registry
+
+ACTIVATIONS: Registry[type] = Registry("activation")
+for _name, _cls in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softplus),
+                    ("elu", nn.ELU), ("leaky-relu", nn.LeakyReLU), ("gelu", nn.GELU),
+                    ("sigmoid", nn.Sigmoid)):
+    ACTIVATIONS.register(_name, _cls)
+
+
+def check_sizes(**sizes: int) -> None:
+    """Raise :class:`PyroVAEError` unless every size is a positive integer."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PyroVAEError(f"{name} must be a positive integer, got {value!r}")
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of the given ``sizes`` with ``activation`` between them, none after the last."""
+    check_sizes(**{f"layer {i} size": s for i, s in enumerate(sizes)})
+    act = ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(act())
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)
