@@ -1,0 +1,146 @@
+"""Evaluation in nats per data point: ELBO, its two terms, and an importance-sampled log p(x).
+
+All functions take an optional ``seed``. With one, they run on a forked RNG
+stream, so evaluating never perturbs the training stream (a resumed run stays
+bit-identical) and repeated evaluations give identical numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Dict, Iterator, Optional
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from torch.distributions import kl_divergence
+from tqdm.auto import tqdm
+
+from .estimators import estimator as make_estimator
+from .kl import has_closed_form_kl, latent_sites
+
+#: Rows of decoder output alive at once in :func:`log_likelihood` (each ``x_dim`` floats). Small
+#: chunks that stay in cache measured 2-3x faster on a 2-core CPU than 200k-row chunks.
+DEFAULT_ROW_BUDGET = 4096
+
+
+@contextlib.contextmanager
+def seeded(seed: Optional[int], device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block on its own RNG stream seeded by ``seed`` (no-op when ``seed`` is None)."""
+    if seed is None:
+        yield
+        return
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)  # Pyro samples from torch's stream only
+        yield
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _device(vae) -> torch.device:
+    return next(vae.parameters()).device
+
+
+@torch.no_grad()
+def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles: int = 1,
+                  batch_size: int = 1000, seed: Optional[int] = None) -> float:
+    """The ELBO of ``data`` under ``vae`` by the named estimator, in nats per data point.
+
+    ``mc`` and ``analytic`` estimate the same bound (Kingma & Welling 2013,
+    eqs. 6-7); with ``num_particles`` L the estimate averages L samples.
+    """
+    est = make_estimator(estimator, num_particles, max_plate_nesting=1)
+    data = data.to(_device(vae))
+    total = 0.0
+    with seeded(seed, data.device):
+        for rows in _chunks(len(data), batch_size):
+            total -= est.loss(vae.model, vae.guide, data[rows])
+    return total / len(data)
+
+
+def _traces(model: Callable, guide: Callable, *args, **kwargs):
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return model_trace, guide_trace
+
+
+def _site_kl(p_site, q_site) -> torch.Tensor:
+    """KL(q||p) at one site: closed form when registered, else the one-sample log q - log p."""
+    q, p, z = q_site["fn"], p_site["fn"], q_site["value"]
+    if has_closed_form_kl(q, p):
+        return kl_divergence(q, p).sum()
+    return (q.log_prob(z) - p.log_prob(z)).sum()
+
+
+@torch.no_grad()
+def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
+               seed: Optional[int] = None) -> Dict[str, float]:
+    """``{"elbo", "recon", "kl"}`` in nats per data point, with ``elbo = recon - kl``.
+
+    ``recon`` is a one-sample estimate of ``E_q[log p(x|z)]``; ``kl`` is exact
+    where the (posterior, prior) pair has a closed form and sampled otherwise.
+    """
+    data = data.to(_device(vae))
+    recon = kl = 0.0
+    with seeded(seed, data.device):
+        for rows in _chunks(len(data), batch_size):
+            model_trace, guide_trace = _traces(vae.model, vae.guide, data[rows])
+            for name, p_site, q_site in latent_sites(model_trace, guide_trace):
+                kl += float(_site_kl(p_site, q_site))
+            recon += sum(float(s["fn"].log_prob(s["value"]).sum()) for s in model_trace.nodes.values()
+                         if s["type"] == "sample" and s["is_observed"])
+    n = len(data)
+    return {"elbo": (recon - kl) / n, "recon": recon / n, "kl": kl / n}
+
+
+def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
+                max_plate_nesting: int = 1, **kwargs) -> torch.Tensor:
+    """``log p(x, z_k) - log q(z_k|x)`` for ``z_k ~ q``, shape ``(num_particles, *data plate shape)``.
+
+    Works for any Pyro model/guide whose latents are local to a data plate:
+    particles are one vectorized plate left of the model's own plates.
+    """
+    particles = pyro.plate("particles", num_particles, dim=-(max_plate_nesting + 1))
+    model_trace, guide_trace = _traces(particles(model), particles(guide), *args, **kwargs)
+    return _sum_log_probs(model_trace) - _sum_log_probs(guide_trace)
+
+
+def _sum_log_probs(trace) -> torch.Tensor:
+    # Unscaled densities: a subsampling plate's N/M factor does not belong in a per-point weight.
+    total = 0.0
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            total = total + site["fn"].log_prob(site["value"])
+    return total
+
+
+@torch.no_grad()
+def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
+                   seed: Optional[int] = None, row_budget: int = DEFAULT_ROW_BUDGET,
+                   progress: bool = False) -> float:
+    """Importance-sampled ``log p(x)`` in nats per data point (Burda et al. 2015, eq. 8 with q as proposal).
+
+        log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
+
+    A lower bound in expectation that tightens as ``num_samples`` K grows. The
+    K samples are drawn in chunks so at most ``row_budget`` decoder rows are
+    alive at once, whatever K and ``batch_size`` are.
+    """
+    data = data.to(_device(vae))
+    per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
+    total = 0.0
+    with seeded(seed, data.device):
+        for rows in tqdm(list(_chunks(len(data), batch_size)), desc=f"log p(x), K={num_samples}",
+                         unit="batch", disable=not progress, dynamic_ncols=True):
+            acc = torch.full((rows.stop - rows.start,), -math.inf, dtype=data.dtype, device=data.device)
+            for k in _chunks(num_samples, per_chunk):
+                lw = log_weights(vae.model, vae.guide, data[rows], num_particles=k.stop - k.start)
+                acc = torch.logaddexp(acc, lw.logsumexp(0))
+            total += float((acc - math.log(num_samples)).sum())
+    return total / len(data)

@@ -1,0 +1,131 @@
+"""fit(): learning on real digits, exact resume, divergence handling and input validation."""
+
+import json
+
+import pytest
+import torch
+
+from pyrovae import VAE, PyroVAEError, RunFolder, fit, load_dataset
+from pyrovae.train import DivergenceError
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist-5k", binarize="dynamic", seed=0)
+
+
+def test_training_learns_mnist_5k(mnist):
+    """784-400-20, M=100, Adam 1e-3, dynamic binarization: 20 epochs reach >= -120 nats (3-seed mean)."""
+    finals = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        vae = VAE(784, 20, hidden=(400,))
+        result = fit(vae, mnist.train, mnist.test, estimator="analytic", epochs=20, batch_size=100,
+                     lr=1e-3, seed=seed, dynamic_binarization=True, device="cpu", progress=False)
+        curve = [r["test_elbo"] for r in result.metrics]
+        assert curve[-1] > curve[0] + 50  # a real improvement, not noise
+        finals.append(curve[-1])
+    assert sum(finals) / 3 >= -120, finals
+    assert min(finals) >= -121.5, finals
+
+
+def _small_run(mnist, out, epochs, resume=False, **kw):
+    torch.manual_seed(123)  # the same initial weights for every call
+    vae = VAE(784, 5, hidden=(32,))
+    return fit(vae, mnist.train[:600], mnist.test[:100], epochs=epochs, batch_size=50, seed=7,
+               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, **kw)
+
+
+@pytest.mark.parametrize("estimator", ["mc", "analytic"])
+def test_resume_equals_uninterrupted_run(mnist, tmp_path, estimator):
+    full = _small_run(mnist, tmp_path / "full", 4, estimator=estimator)
+    _small_run(mnist, tmp_path / "part", 2, estimator=estimator)
+    resumed = _small_run(mnist, tmp_path / "part", 4, resume=True, estimator=estimator)
+    a, b = full.vae.state_dict(), resumed.vae.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in m.metrics] for m in (full, resumed)]
+    assert timeless[0] == timeless[1]  # every epoch's numbers, bit for bit
+    assert [r["epoch"] for r in resumed.metrics] == [1, 2, 3, 4]
+
+
+def test_run_folder_contents(mnist, tmp_path):
+    result = _small_run(mnist, tmp_path / "run", 2)
+    folder = RunFolder(tmp_path / "run")
+    records = json.loads(folder.metrics.read_text())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert set(records[0]) == {"epoch", "samples_seen", "train_elbo", "test_elbo", "test_kl", "test_recon",
+                               "seconds"}
+    assert records[1]["samples_seen"] == 1200
+    summary = json.loads(folder.summary.read_text())
+    assert set(summary["test_elbo"]) == {"mc", "analytic"} and summary["device"] == "cpu"
+    assert summary["test_elbo"] == result.summary["test_elbo"]
+    assert "model" in folder.load_checkpoint()
+
+
+def test_existing_folder_is_never_overwritten(mnist, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(PyroVAEError, match="already exists"):
+        _small_run(mnist, out, 1)
+    assert (out / "precious.txt").read_text() == "keep me" and len(list(out.iterdir())) == 1
+
+
+def test_divergence_names_the_step_and_keeps_the_checkpoint(mnist, tmp_path):
+    out = tmp_path / "run"
+    _small_run(mnist, out, 1)
+    before = RunFolder(out).load_checkpoint()
+    with pytest.raises(DivergenceError, match=r"at epoch 2, step \d+"):
+        torch.manual_seed(123)
+        vae = VAE(784, 5, hidden=(32,))
+        vae.load_state_dict(before["model"])
+        fit(vae, mnist.train[:600], mnist.test[:100], epochs=2, batch_size=50, lr=1e6, device="cpu",
+            progress=False, out=out, resume=True)
+    after = RunFolder(out).load_checkpoint()
+    assert after["epoch"] == 1 and all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+@pytest.mark.parametrize("data, kwargs, match", [
+    (torch.full((10, 784), float("nan")), {}, "NaN"),
+    (torch.full((10, 784), 3.0), {}, "outside the support of the 'bernoulli'"),
+    (torch.rand(10, 783), {}, r"shape \(N, 784\)"),
+    (torch.rand(10, 784), {"batch_size": 11}, "larger than the 10 training points"),
+    (torch.rand(10, 784), {"epochs": 0}, "epochs must be a positive integer"),
+    (torch.rand(10, 784), {"lr": -1.0}, "lr must be positive"),
+    (torch.rand(10, 784), {"optimizer": "adamm"}, "did you mean 'adam'"),
+    (torch.rand(10, 784), {"device": "tpu"}, "unknown device"),
+])
+def test_bad_fit_input(data, kwargs, match):
+    with pytest.raises(PyroVAEError, match=match):
+        fit(VAE(784, 2, hidden=(8,)), data, **{"batch_size": 5, "progress": False, "device": "cpu", **kwargs})
+
+
+def test_adagrad_the_papers_optimizer_learns(mnist):
+    vae = VAE(784, 10, hidden=(100,), activation="tanh")
+    result = fit(vae, mnist.train[:1000], mnist.test[:200], optimizer="adagrad", lr=0.02, epochs=3,
+                 device="cpu", progress=False, dynamic_binarization=True)
+    assert result.metrics[-1]["test_elbo"] > result.metrics[0]["test_elbo"] + 10
+
+
+def test_fit_folder_reopens_with_its_own_config(mnist, tmp_path):
+    """A run written by fit() from Python records a RunConfig; load_run explains what it cannot rebuild."""
+    from pyrovae import RunConfig, load_run
+
+    _small_run(mnist, tmp_path / "run", 1)
+    config = RunConfig.from_dict(RunFolder(tmp_path / "run").read_config())
+    assert (config.dataset, config.latent_dim, config.hidden, config.binarize) == (None, 5, (32,), "dynamic")
+    with pytest.raises(PyroVAEError, match="in-memory data"):
+        load_run(tmp_path / "run")
+
+
+def test_divergence_in_first_epoch_leaves_no_folder(mnist, tmp_path):
+    with pytest.raises(DivergenceError, match="no epoch had finished"):
+        fit(VAE(784, 5, hidden=(32,)), mnist.train[:600], epochs=1, batch_size=50, lr=1e6, device="cpu",
+            progress=False, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_cannot_shrink_a_run(mnist, tmp_path):
+    _small_run(mnist, tmp_path / "run", 2)
+    with pytest.raises(PyroVAEError, match="already has 2 epochs"):
+        _small_run(mnist, tmp_path / "run", 1, resume=True)
