@@ -1,0 +1,26 @@
+"""pyrovae: Auto-Encoding Variational Bayes (Kingma & Welling, 2013) in Pyro.
+
+A VAE whose ``model`` and ``guide`` are ordinary Pyro programs, ELBO
+estimators chosen by name (each an ordinary Pyro ELBO), SVI training, and
+evaluation in nats per data point.
+"""
+
+from .config import RunConfig
+from .data import DATASETS, Dataset, PPCA, load_dataset
+from .errors import PyroVAEError
+from .estimators import ESTIMATORS, estimator, register_estimator
+from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
+from .families import FAMILIES, Family, register_family
+from .likelihoods import LIKELIHOODS, LikelihoodSpec, register_likelihood
+from .runs import RunFolder, load_run
+from .train import FitResult, fit
+from .vae import VAE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE", "fit", "FitResult", "evaluate_elbo", "elbo_terms", "log_likelihood", "log_weights",
+    "estimator", "ESTIMATORS", "register_estimator",
+    "FAMILIES", "Family", "register_family", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
+    "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
+]
