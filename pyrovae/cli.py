@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import pyro
 
-from .config import RunConfig
+from .config import RESUMABLE_CHANGES, RunConfig
 from .data import BINARIZATIONS, DATASETS, load_dataset
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS
@@ -83,11 +83,13 @@ def _train_config(args: argparse.Namespace, given: dict) -> RunConfig:
         return RunConfig(**given)
     folder = RunFolder(args.out).require()
     stored = RunConfig.from_dict(folder.read_config())
+    if stored.dataset is None:
+        raise PyroVAEError(f"run {folder.path} was trained from Python on in-memory data; resume it with fit(resume=True)")
     clash = stored.conflicts(given)
     if clash:
         what = ", ".join(f"--{k.replace('_', '-')} {new!r} (run has {old!r})" for k, (old, new) in clash.items())
         raise PyroVAEError(f"--resume: the command line disagrees with {folder.config}: {what}")
-    return dataclasses.replace(stored, **{k: given[k] for k in ("epochs", "device") if k in given})
+    return dataclasses.replace(stored, **{k: given[k] for k in RESUMABLE_CHANGES if k in given})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -200,5 +202,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"pyrovae {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
+        print(f"pyrovae {args.command}: interrupted; every finished epoch is saved in the run folder", file=sys.stderr)
         return 130

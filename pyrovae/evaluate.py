@@ -129,8 +129,8 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
         log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
 
     A lower bound in expectation that tightens as ``num_samples`` K grows. The
-    K samples are drawn in chunks so at most ``row_budget`` decoder rows are
-    alive at once, whatever K and ``batch_size`` are.
+    K samples are drawn in chunks so at most ``max(row_budget, batch_size)``
+    decoder rows are alive at once, whatever K is.
     """
     data = data.to(_device(vae))
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))

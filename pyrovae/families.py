@@ -3,8 +3,9 @@
 A :class:`Family` says how an encoder head's raw outputs become a valid
 distribution: each parameter has a constraint, and
 ``torch.distributions.biject_to(constraint)`` maps unconstrained reals onto
-it (``exp`` for a positive scale, i.e. the network predicts ``log sigma``,
-as in Kingma & Welling 2013, appendix C.2). A family also knows its support,
+it (``exp`` for a positive scale). A family may override that map per
+parameter: the Normal's head predicts ``log sigma^2`` (Kingma & Welling 2013,
+appendix C.2). A family also knows its support,
 its default prior and its reparameterization route (paper section 2.4).
 
 Register a new family with one call::

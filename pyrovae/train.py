@@ -11,6 +11,7 @@ DataLoader.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -238,6 +239,8 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     folder = RunFolder(out) if out is not None else None
     config = config or _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer,
                                          device, seed, dynamic_binarization)
+    if config.prior is None:
+        config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     trainer = _Trainer(vae, est, opt_cls(vae.parameters(), lr=lr), train, test, batch_size,
                        dynamic_binarization, seed, folder, config, progress)
     if resume:

@@ -48,6 +48,25 @@ def test_resume_continues_and_refuses_conflicts(tmp_path):
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
 
 
+def test_resume_of_a_python_run_is_refused_in_one_line(tmp_path):
+    import torch
+    from pyrovae import VAE, fit
+
+    fit(VAE(20, 2, hidden=(8,)), torch.rand(40, 20).round(), epochs=1, batch_size=10, device="cpu",
+        progress=False, out=tmp_path / "py")
+    res = pyrovae("train", "--resume", "--out", tmp_path / "py", "--epochs", 2)
+    assert res.returncode == 2 and "in-memory data" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert pyrovae("evaluate", tmp_path / "py").returncode == 2
+
+
+def test_resume_may_move_the_data_dir(tmp_path):
+    run = tmp_path / "run"
+    assert pyrovae("train", "--epochs", 1, "--out", run, *SMALL).returncode == 0
+    res = pyrovae("train", "--resume", "--out", run, "--epochs", 2, "--data-dir", tmp_path, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((run / "config.json").read_text())["data_dir"] == str(tmp_path)
+
+
 def test_same_command_same_numbers(tmp_path):
     """The seed covers the initial weights, data order and noise: two runs agree exactly."""
     for name in ("a", "b"):
