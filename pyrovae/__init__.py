@@ -10,7 +10,7 @@ from .data import DATASETS, Dataset, PPCA, load_dataset
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS, estimator, register_estimator
 from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
-from .families import FAMILIES, Family, register_family
+from .families import FAMILIES, PRIORS, Family, register_family, register_prior
 from .likelihoods import LIKELIHOODS, LikelihoodSpec, register_likelihood
 from .runs import RunFolder, load_run
 from .train import FitResult, fit
@@ -21,6 +21,6 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE", "fit", "FitResult", "evaluate_elbo", "elbo_terms", "log_likelihood", "log_weights",
     "estimator", "ESTIMATORS", "register_estimator",
-    "FAMILIES", "Family", "register_family", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
+    "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
 ]

@@ -20,7 +20,7 @@ from .data import BINARIZATIONS, DATASETS, load_dataset
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
-from .families import FAMILIES, closed_form_table
+from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
 from .runs import RunFolder, load_run
 from .train import final_elbos, fit, resolve_device
@@ -148,7 +148,10 @@ def cmd_families(args: argparse.Namespace) -> int:
         _print_kl_table()
         return 0
     _print_table(["family", "route", "support", "default prior", "description"],
-                 [[n, f.route, str(f.support), f.default_prior, f.description] for n, f in FAMILIES.items()])
+                 [[n, f.route, support_str(f.support), f.default_prior, f.description] for n, f in FAMILIES.items()])
+    print()
+    _print_table(["prior", "support", "description"],
+                 [[n, support_str(p.support), p.description] for n, p in PRIORS.items()])
     print()
     _print_table(["likelihood", "support", "description"],
                  [[n, str(s.support), s.description] for n, s in LIKELIHOODS.items()])
@@ -163,13 +166,13 @@ def _print_table(header: list, rows: list) -> None:
 
 def _print_kl_table() -> None:
     table = closed_form_table()
-    names = FAMILIES.names()
-    width = max(map(len, names)) + 2
+    rows, cols = FAMILIES.names(), PRIORS.names()
+    width = max(map(len, rows + cols)) + 2
     print("closed-form KL(q||p): rows = posterior q, columns = prior p; "
           "yes = analytic, - = sampled only, x = support mismatch")
-    print(" " * width + "".join(f"{n:>{width}}" for n in names))
-    for q in names:
-        print(f"{q:<{width}}" + "".join(f"{table[q, p]:>{width}}" for p in names))
+    print(" " * width + "".join(f"{n:>{width}}" for n in cols))
+    for q in rows:
+        print(f"{q:<{width}}" + "".join(f"{table[q, p]:>{width}}" for p in cols))
 
 
 def build_parser() -> argparse.ArgumentParser:

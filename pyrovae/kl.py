@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Dict, Hashable
 
-from torch.distributions import Distribution, kl_divergence
+import torch
+from torch.distributions import (Distribution, Independent, LowRankMultivariateNormal, MultivariateNormal,
+                                 Normal, TransformedDistribution, kl_divergence, register_kl)
 
 ANALYTIC, SAMPLED = "analytic", "sampled"
 _MEMO: Dict[Hashable, bool] = {}
@@ -26,9 +28,26 @@ def _structure(d: Distribution) -> Hashable:
     return (type(d), getattr(d, "reinterpreted_batch_ndims", None), None if base is None else _structure(base))
 
 
+def _transformed(d: Distribution):
+    while isinstance(d, Independent):
+        d = d.base_dist
+    return d if isinstance(d, TransformedDistribution) else None
+
+
+def _same_transforms(q: Distribution, p: Distribution):
+    """For two transformed distributions, whether their transforms are equal.
+
+    torch's generic KL of transformed distributions exists only then, and for
+    Weibull or Kumaraswamy the transforms carry the parameters, so this part of
+    the answer is not structural and is checked on every call.
+    """
+    tq, tp = _transformed(q), _transformed(p)
+    return None if tq is None or tp is None else tq.transforms == tp.transforms
+
+
 def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
     """Whether ``torch.distributions.kl_divergence(q, p)`` has a registered closed form."""
-    key = (_structure(q), _structure(p))
+    key = (_structure(q), _structure(p), _same_transforms(q, p))
     if key not in _MEMO:
         try:
             kl_divergence(q, p)
@@ -58,3 +77,23 @@ def kl_routes(model_trace, guide_trace) -> Dict[str, str]:
         name: ANALYTIC if has_closed_form_kl(q["fn"], p["fn"]) else SAMPLED
         for name, p, q in latent_sites(model_trace, guide_trace)
     }
+
+
+def _as_full_normal(p: Independent) -> MultivariateNormal:
+    """A diagonal Gaussian ``Independent(Normal, 1)`` as a :class:`MultivariateNormal`."""
+    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError
+    return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
+
+
+# Full-covariance and low-rank posteriors under the usual diagonal prior N(0, I): torch has the
+# Gaussian-Gaussian KL (1/2 [tr(S_p^-1 S_q) + (m_p-m_q)^T S_p^-1 (m_p-m_q) - k + log det S_p/det S_q])
+# but not for these wrappers, so they reuse it.
+@register_kl(MultivariateNormal, Independent)
+def _kl_full_diagonal(q: MultivariateNormal, p: Independent) -> torch.Tensor:
+    return kl_divergence(q, _as_full_normal(p))
+
+
+@register_kl(LowRankMultivariateNormal, Independent)
+def _kl_lowrank_diagonal(q: LowRankMultivariateNormal, p: Independent) -> torch.Tensor:
+    return kl_divergence(q, _as_full_normal(p))

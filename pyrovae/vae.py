@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import PyroVAEError
-from .families import FAMILIES, FixedPrior, check_compatible
+from .families import FAMILIES, PRIORS, check_compatible
 from .likelihoods import LIKELIHOODS
 from .networks import check_sizes, mlp
 
@@ -33,8 +33,8 @@ class VAE(nn.Module):
     :param hidden: hidden layer sizes of the encoder; the decoder mirrors them.
     :param activation: activation between layers (see ``networks.ACTIVATIONS``).
     :param posterior: family of ``q(z|x)`` (see ``families.FAMILIES``).
-    :param prior: family of the fixed prior ``p(z)``, with standard parameters; by
-        default the posterior family's ``default_prior``.
+    :param prior: a prior in ``families.PRIORS`` (every family with standard parameters,
+        and ``mog``); by default the posterior family's ``default_prior``.
     :param likelihood: decoder likelihood (see ``likelihoods.LIKELIHOODS``).
     :param encoder: optional module mapping ``x`` to the posterior's raw head
         ``(..., posterior.head_size(z_dim))``; for ``normal`` that is
@@ -64,11 +64,12 @@ class VAE(nn.Module):
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, tuple(hidden)
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
-        prior_family = FAMILIES.get(prior, "prior family")
+        prior_spec = PRIORS.get(prior, "prior family")
         self.names = {"posterior": posterior, "prior": prior, "likelihood": likelihood, "activation": activation}
-        check_compatible(self.posterior_family, prior_family)
+        check_compatible(self.posterior_family, prior, prior_spec.support)
         self.likelihood_spec = LIKELIHOODS[likelihood]
-        self.prior = FixedPrior(prior_family, z_dim)
+        self.prior = prior_spec.build(z_dim)
+        self.posterior = self.posterior_family.posterior_head(z_dim)
         self.likelihood = self.likelihood_spec.build(x_dim)
         self.encoder = encoder if encoder is not None else mlp(
             [x_dim, *self.hidden, self.posterior_family.head_size(z_dim)], activation)
@@ -81,6 +82,7 @@ class VAE(nn.Module):
         """Generative model ``p(z) p(x|z)`` over the rows ``x[subsample]``, scaled by ``N/M``."""
         pyro.module("decoder", self.decoder)
         pyro.module("likelihood", self.likelihood)
+        pyro.module("prior", self.prior)
         with pyro.plate("data", size=x.shape[0], subsample=subsample):
             xb = x if subsample is None else x[subsample]
             z = pyro.sample("z", self.prior())
@@ -89,6 +91,7 @@ class VAE(nn.Module):
     def guide(self, x: torch.Tensor, subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Amortized recognition model ``q(z|x)`` over the same rows as :meth:`model`."""
         pyro.module("encoder", self.encoder)
+        pyro.module("posterior", self.posterior)
         with pyro.plate("data", size=x.shape[0], subsample=subsample):
             xb = x if subsample is None else x[subsample]
             return pyro.sample("z", self.encode(xb))
@@ -97,7 +100,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> dist.TorchDistribution:
         """``q(z|x)`` for a batch of rows, event shape ``(z_dim,)``."""
-        return self.posterior_family.from_raw(self.encoder(x))
+        return self.posterior(self.encoder(self.likelihood_spec.encoder_input(x)))
 
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
         """``p(x|z)`` for a batch of latents, event shape ``(x_dim,)``."""

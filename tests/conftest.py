@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pyrovae import PPCA, VAE
-from pyrovae.families import FAMILIES
+from pyrovae.families import LOG_VARIANCE
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def exact_ppca_vae(ppca: PPCA) -> VAE:
         enc.weight.zero_()
         enc.weight[:k] = gain
         enc.bias[:k] = -gain @ b
-        enc.bias[k:] = FAMILIES["normal"].head("scale").inv(var.sqrt())
+        enc.bias[k:] = LOG_VARIANCE.inv(var.sqrt())  # the Normal head predicts log sigma^2
         dec.weight.copy_(W)
         dec.bias.copy_(b)
     vae = VAE(d, k, hidden=(), likelihood="normal", encoder=enc, decoder=dec).double()

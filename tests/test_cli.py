@@ -76,11 +76,19 @@ def test_same_command_same_numbers(tmp_path):
 
 
 def test_families_lists_and_tables():
+    from pyrovae import FAMILIES, LIKELIHOODS, PRIORS
+
     res = pyrovae("families")
-    assert res.returncode == 0 and all(n in res.stdout for n in ("normal", "laplace", "student-t", "bernoulli"))
+    assert res.returncode == 0
+    listed = {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
+    assert set(FAMILIES.names()) | set(PRIORS.names()) | set(LIKELIHOODS.names()) <= listed
     table = pyrovae("families", "--kl-table").stdout.splitlines()
-    row = next(line for line in table if line.startswith("normal "))
-    assert row.split()[1:] == ["yes", "yes", "-"]
+    header = table[1].split()
+    assert header == list(PRIORS.names())
+    cells = {line.split()[0]: dict(zip(header, line.split()[1:])) for line in table[2:]}
+    assert set(cells) == set(FAMILIES.names())
+    assert cells["normal"]["normal"] == "yes" and cells["student-t"]["normal"] == "-"
+    assert cells["normal"]["gamma"] == "x"
 
 
 @pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["families"]])
@@ -124,6 +132,11 @@ BAD = {
     "missing data file": (["train", "--dataset", "{tmp}/nope.npz"], "nope.npz"),
     "no closed-form KL": (["train", "--posterior", "student-t", "--estimator", "analytic"],
                           "posterior StudentT with prior Normal"),
+    "support mismatch": (["train", "--posterior", "normal", "--prior", "gamma"],
+                         "posterior 'normal' (support Real()^k) is not inside the support of prior 'gamma'"),
+    "learnable prior has no closed-form KL": (["train", "--prior", "mog", "--estimator", "analytic"],
+                                              "posterior Normal with prior MixtureSameFamily"),
+    "flow needs two latents": (["train", "--posterior", "iaf", "--latent-dim", 1], "at least 2 latent dimensions"),
     "existing out folder": (["train", "--out", "{tmp}/exists"], "already exists"),
     "resume missing run": (["train", "--resume", "--out", "{tmp}/ghost"], "not a pyrovae run folder"),
     "evaluate missing run": (["evaluate", "{tmp}/ghost"], "not a pyrovae run folder"),
