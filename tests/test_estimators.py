@@ -16,7 +16,7 @@ from reference import handwritten_elbo
 
 
 def test_registry_names_and_types():
-    assert {"mc", "analytic", "auto"} <= set(ESTIMATORS.names())
+    assert {"mc", "analytic", "auto", "iwae", "stl", "dreg"} <= set(ESTIMATORS.names())
     for name in ESTIMATORS:
         assert isinstance(estimator(name), ELBO)
 
@@ -78,7 +78,7 @@ def test_mc_mean_equals_analytic_within_4_se(float64):
         hand_mc.sum(-1).var() / 20000 + mc.var() / batches)
 
 
-@pytest.mark.parametrize("name", ["mc", "analytic", "auto"])
+@pytest.mark.parametrize("name", ["mc", "analytic", "auto", "iwae", "stl", "dreg"])
 def test_loss_and_grads_behave_like_pyro(float64, name):
     """``loss`` returns a float equal to ``differentiable_loss``; ``loss_and_grads`` fills the same grads."""
     vae, x = _small_vae()
@@ -96,9 +96,16 @@ def test_loss_and_grads_behave_like_pyro(float64, name):
         assert torch.allclose(p.grad, g, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", ["mc", "analytic", "auto"])
+#: (particles, tolerance). Plain IWAE's inference-network gradient loses signal-to-noise as K grows
+#: (Rainforth et al. 2018), so its q converges more slowly; DReG repairs exactly that.
+CONJUGATE = {"mc": (16, 0.02), "analytic": (16, 0.02), "auto": (16, 0.02), "stl": (16, 0.02),
+             "iwae": (4, 0.05), "dreg": (4, 0.02)}
+
+
+@pytest.mark.parametrize("name", list(CONJUGATE))
 def test_recovers_conjugate_posterior_on_a_plain_pyro_model(float64, name):
     """Any Pyro model: theta ~ N(0,1), x_i ~ N(theta, 1); the exact posterior is N(sum x/(n+1), 1/(n+1))."""
+    particles, tol = CONJUGATE[name]
     x = torch.randn(20) + 1.5
 
     def model(x):
@@ -111,9 +118,13 @@ def test_recovers_conjugate_posterior_on_a_plain_pyro_model(float64, name):
         scale = pyro.param("scale", torch.tensor(1.0), constraint=dist.constraints.positive)
         pyro.sample("theta", dist.Normal(loc, scale))
 
-    svi = SVI(model, guide, Adam({"lr": 0.02}), loss=estimator(name, 16))
-    for _ in range(1500):
+    svi = SVI(model, guide, Adam({"lr": 0.02}), loss=estimator(name, particles))
+    iterates = []
+    for step in range(2000):
         svi.step(x)
+        if step >= 1500:  # average the last iterates: SGD noise, not bias, is what remains
+            iterates.append((pyro.param("loc").item(), pyro.param("scale").item()))
+    loc, scale = torch.tensor(iterates).mean(0).tolist()
     n = len(x)
-    assert abs(pyro.param("loc").item() - float(x.sum()) / (n + 1)) < 0.02
-    assert abs(pyro.param("scale").item() - 1 / math.sqrt(n + 1)) < 0.02
+    assert abs(loc - float(x.sum()) / (n + 1)) < tol
+    assert abs(scale - 1 / math.sqrt(n + 1)) < tol
