@@ -25,6 +25,15 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture
+def ppca_setup(float64):
+    """``(ppca, x, vae, exact)``: 400 points of a PPCA model, a VAE set to its exact posterior,
+    and the exact mean log p(x)."""
+    ppca = PPCA.random(10, 3, seed=0)
+    x = ppca.sample(400, generator=torch.Generator().manual_seed(1))
+    return ppca, x, exact_ppca_vae(ppca), float(ppca.log_prob(x).mean())
+
+
 def exact_ppca_vae(ppca: PPCA) -> VAE:
     """A float64 VAE with linear networks set to the PPCA model and its exact posterior.
 

@@ -5,16 +5,8 @@ import math
 import pytest
 import torch
 
-from pyrovae import PPCA, elbo_terms, estimator, evaluate_elbo, log_likelihood, log_weights
+from pyrovae import elbo_terms, estimator, evaluate_elbo, log_likelihood, log_weights
 
-from conftest import exact_ppca_vae
-
-
-@pytest.fixture
-def ppca_setup(float64):
-    ppca = PPCA.random(10, 3, seed=0)
-    x = ppca.sample(400, generator=torch.Generator().manual_seed(1))
-    return ppca, x, exact_ppca_vae(ppca), float(ppca.log_prob(x).mean())
 
 
 def test_log_likelihood_matches_exact(ppca_setup):
