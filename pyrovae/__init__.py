@@ -5,8 +5,10 @@ estimators chosen by name (each an ordinary Pyro ELBO), SVI training, and
 evaluation in nats per data point.
 """
 
+from .compare import compare
 from .config import RunConfig
 from .data import DATASETS, Dataset, PPCA, load_dataset
+from .diagnostics import active_units, gradient_samples, gradient_variance
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS, estimator, register_estimator
 from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
@@ -20,7 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VAE", "fit", "FitResult", "evaluate_elbo", "elbo_terms", "log_likelihood", "log_weights",
-    "estimator", "ESTIMATORS", "register_estimator",
+    "estimator", "ESTIMATORS", "register_estimator", "compare",
+    "gradient_variance", "gradient_samples", "active_units",
     "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
 ]

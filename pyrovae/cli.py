@@ -1,4 +1,4 @@
-"""The ``pyrovae`` command line: ``train``, ``evaluate`` and ``families``.
+"""The ``pyrovae`` command line: ``train``, ``evaluate``, ``compare`` and ``families``.
 
 Bad input never produces a traceback: every :class:`~pyrovae.errors.PyroVAEError`
 (and every argument error) becomes one line on stderr and exit code 2, and it
@@ -14,7 +14,9 @@ import time
 from typing import Optional, Sequence
 
 import pyro
+from tqdm.auto import tqdm
 
+from .compare import SETUPS, compare
 from .config import RESUMABLE_CHANGES, RunConfig
 from .data import BINARIZATIONS, DATASETS, load_dataset
 from .errors import PyroVAEError
@@ -23,6 +25,7 @@ from .evaluate import log_likelihood
 from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
 from .runs import RunFolder, load_run
+from .report import write_report
 from .train import final_elbos, fit, resolve_device
 from .vae import vae_from_config
 
@@ -175,6 +178,74 @@ def _print_kl_table() -> None:
         print(f"{q:<{width}}" + "".join(f"{table[q, p]:>{width}}" for p in cols))
 
 
+def _names(registry):
+    """An argparse type: a comma-separated list of names registered in ``registry``."""
+    def parse(text: str) -> list:
+        try:
+            return [registry.check(name.strip()) for name in text.split(",")]
+        except PyroVAEError as e:  # argparse would hide a plain ValueError's message
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def _positive_ints(text: str) -> list:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return values
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``pyrovae compare``: train each estimator on the same grid and write the comparison report."""
+    for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats"):
+        if getattr(args, name) < 1:
+            raise PyroVAEError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    RunFolder(out).check_new()
+    resolve_device(args.device)
+    SETUPS.check(args.setup)
+    data = load_dataset(args.dataset, binarize=args.binarize, data_dir=args.data_dir, seed=0)
+    total = len(args.latent_dims) * args.seeds * len(args.estimators)
+    with tqdm(total=total, desc="compare", unit="run", disable=args.no_progress) as bar:
+        result = compare(data, args.estimators, args.latent_dims, seeds=args.seeds, epochs=args.epochs,
+                         particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
+                         device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
+                         on_run=lambda run: bar.update(1))
+    report = write_report(result, out)
+    for cell in report["summary"].values():
+        print(f"Nz={cell['z_dim']:<4} {cell['estimator']:<9} test ELBO {cell['test_elbo']['mean']:.2f} "
+              f"log p(x) {cell['log_likelihood']['mean']:.2f}")
+    print(f"report: {out}/report.md")
+    return 0
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="compare estimators side by side",
+                       description="Train each estimator on the same architecture, seeds and data order; "
+                                   "write report.json, report.md and figures.")
+    p.add_argument("--estimators", type=_names(ESTIMATORS), default=["mc", "analytic"],
+                   help="comma-separated estimator names; the first is the reference (default mc,analytic)")
+    p.add_argument("--latent-dims", type=_positive_ints, default=[3, 5, 10, 20], help="(default 3,5,10,20)")
+    p.add_argument("--dataset", default="mnist-5k")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--binarize", default="dynamic")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--particles", type=int, default=1, help="L (K for iwae and dreg), default 1")
+    p.add_argument("--setup", default="modern", help="modern (ReLU 400, Adam 1e-3) or paper (tanh 500, Adagrad)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=None, help="default: the setup's")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ll-samples", type=int, default=1000, help="importance samples K for log p(x) (default 1000)")
+    p.add_argument("--grad-repeats", type=int, default=50, help="gradient estimates per checkpoint (default 50)")
+    p.add_argument("--out", default=None, help="report folder (default runs/compare-<time>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyrovae`` argument parser with its subcommands."""
     parser = _Parser(prog="pyrovae", description="Auto-Encoding Variational Bayes in Pyro.")
@@ -188,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="device to evaluate on (default cpu)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=cmd_evaluate)
+    _add_compare(sub)
     fam = sub.add_parser("families", help="list distribution families",
                          description="List posterior/prior families and likelihoods.")
     fam.add_argument("--kl-table", action="store_true", help="print which (posterior, prior) pairs have a closed-form KL")

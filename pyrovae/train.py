@@ -17,7 +17,7 @@ import platform
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pyro
 import torch
@@ -75,15 +75,16 @@ def _preflight(vae, est, x: torch.Tensor) -> None:
         est.differentiable_loss(vae.model, vae.guide, x[:2])
 
 
-def _rng_state(device: torch.device) -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
+def _rng_state(device: torch.device, data_rng: torch.Generator) -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": data_rng.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+def _set_rng_state(state: Dict[str, Any], device: torch.device, data_rng: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
+    data_rng.set_state(state["data"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
@@ -94,12 +95,16 @@ class _Trainer:
     #: Counters saved in every checkpoint; ``seconds`` is training time, ``wall_time`` adds evaluation.
     COUNTERS = ("epoch", "samples_seen", "seconds", "wall_time")
 
-    def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress):
+    def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
+                 callback=None):
         self.vae, self.est, self.optim = vae, est, optim
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
-        self.folder, self.config = folder, config
+        self.folder, self.config, self.callback = folder, config, callback
         self.device = train.device
+        # Data order and binarization draw from their own stream, so every estimator sees the
+        # same minibatches whatever noise it consumes (SPEC section 5: same data order).
+        self.data_rng = torch.Generator(self.device).manual_seed(seed)
         self.epoch, self.samples_seen, self.seconds, self.wall_time = 0, 0, 0.0, 0.0
         self.metrics: List[Dict[str, Any]] = []
 
@@ -108,7 +113,7 @@ class _Trainer:
     def state(self) -> Dict[str, Any]:
         counters = {k: getattr(self, k) for k in self.COUNTERS}
         return {"model": self.vae.state_dict(), "optimizer": self.optim.state_dict(),
-                "rng": _rng_state(self.device), **counters}
+                "rng": _rng_state(self.device, self.data_rng), **counters}
 
     def restore(self, state: Dict[str, Any]) -> None:
         lrs = [g["lr"] for g in self.optim.param_groups]
@@ -118,7 +123,7 @@ class _Trainer:
             group["lr"] = lr  # the caller's learning rate wins over the saved one
         for key in self.COUNTERS:
             setattr(self, key, state[key])
-        _set_rng_state(state["rng"], self.device)
+        _set_rng_state(state["rng"], self.device, self.data_rng)
         self.metrics = self.folder.read_metrics()[: self.epoch]
 
     def save(self) -> None:
@@ -142,8 +147,8 @@ class _Trainer:
     def run_epoch(self, bar) -> torch.Tensor:
         n = len(self.train)
         # Dynamic binarization: a fresh Bernoulli draw of every grey-level image each epoch.
-        x = torch.bernoulli(self.train) if self.dynamic else self.train
-        batches = torch.randperm(n, device=self.device).split(self.batch_size)
+        x = torch.bernoulli(self.train, generator=self.data_rng) if self.dynamic else self.train
+        batches = torch.randperm(n, device=self.device, generator=self.data_rng).split(self.batch_size)
         losses = torch.empty(len(batches), device=self.device, dtype=self.train.dtype)
         every = max(1, len(batches) // 4)
         for i, idx in enumerate(batches):
@@ -189,6 +194,8 @@ class _Trainer:
                 self.wall_time += time.perf_counter() - start
                 if self.folder is not None:
                     self.save()
+                if self.callback is not None:
+                    self.callback(self.epoch, self.vae)
 
 
 def _check_positive(**values: Any) -> None:
@@ -200,7 +207,8 @@ def _check_positive(**values: Any) -> None:
 def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: int = 1, epochs: int = 10,
         batch_size: int = 100, lr: float = 1e-3, optimizer: str = "adam", device: str = "auto",
         seed: int = 0, dynamic_binarization: bool = False, out: Optional[str] = None,
-        resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True) -> FitResult:
+        resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True,
+        callback: Optional[Callable[[int, Any], None]] = None) -> FitResult:
     """Train ``vae`` on ``train`` with SVI and the named ELBO estimator.
 
     Seed the initial weights yourself (``pyro.set_rng_seed``) before building
@@ -220,6 +228,8 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     :param config: the :class:`~pyrovae.config.RunConfig` to store as
         ``config.json``; by default one is built from these arguments (with
         ``dataset=None``: the data came from Python).
+    :param callback: ``callback(epoch, vae)`` after every epoch (after its checkpoint), e.g. for
+        diagnostics; it should leave the global RNG alone (see :func:`pyrovae.evaluate.seeded`).
     :returns: a :class:`FitResult`; ELBOs are in nats per data point.
     """
     opt_cls = OPTIMIZERS[optimizer]
@@ -242,7 +252,7 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     if config.prior is None:
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     trainer = _Trainer(vae, est, opt_cls(vae.parameters(), lr=lr), train, test, batch_size,
-                       dynamic_binarization, seed, folder, config, progress)
+                       dynamic_binarization, seed, folder, config, progress, callback)
     if resume:
         _resume(trainer, folder, epochs, dev)
     else:

@@ -91,7 +91,7 @@ def test_families_lists_and_tables():
     assert cells["normal"]["gamma"] == "x"
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["families"]])
+@pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["compare"], ["families"]])
 def test_help(cmd):
     res = pyrovae(*cmd, "--help")
     assert res.returncode == 0 and "usage: pyrovae" in res.stdout
@@ -137,6 +137,10 @@ BAD = {
     "learnable prior has no closed-form KL": (["train", "--prior", "mog", "--estimator", "analytic"],
                                               "posterior Normal with prior MixtureSameFamily"),
     "flow needs two latents": (["train", "--posterior", "iaf", "--latent-dim", 1], "at least 2 latent dimensions"),
+    "compare unknown estimator": (["compare", "--estimators", "mc,analitic"], "did you mean 'analytic'"),
+    "compare zero latent": (["compare", "--latent-dims", "0,2"], "sizes must be positive"),
+    "compare zero seeds": (["compare", "--seeds", 0, "--out", "{tmp}/cmp"], "--seeds must be a positive integer"),
+    "compare existing out": (["compare", "--out", "{tmp}/exists"], "already exists"),
     "existing out folder": (["train", "--out", "{tmp}/exists"], "already exists"),
     "resume missing run": (["train", "--resume", "--out", "{tmp}/ghost"], "not a pyrovae run folder"),
     "evaluate missing run": (["evaluate", "{tmp}/ghost"], "not a pyrovae run folder"),

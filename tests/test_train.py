@@ -129,3 +129,24 @@ def test_resume_cannot_shrink_a_run(mnist, tmp_path):
     _small_run(mnist, tmp_path / "run", 2)
     with pytest.raises(PyroVAEError, match="already has 2 epochs"):
         _small_run(mnist, tmp_path / "run", 1, resume=True)
+
+
+def test_every_estimator_sees_the_same_minibatches(mnist, monkeypatch):
+    """Data order and binarization come from their own seeded stream, not the estimator's noise."""
+    from pyrovae.train import _Trainer
+
+    seen = {}
+    original = _Trainer.step
+
+    def recording(self, x, idx):
+        seen.setdefault(self.est.__class__.__name__, []).append((idx.clone(), x[idx].sum().item()))
+        return original(self, x, idx)
+
+    monkeypatch.setattr(_Trainer, "step", recording)
+    for name, particles in (("mc", 1), ("iwae", 5)):
+        torch.manual_seed(0)
+        fit(VAE(784, 3, hidden=(16,)), mnist.train[:300], estimator=name, num_particles=particles, epochs=2,
+            batch_size=50, seed=4, dynamic_binarization=True, device="cpu", progress=False)
+    a, b = seen.values()
+    assert len(a) == len(b) == 12
+    assert all(torch.equal(i, j) and s == t for (i, s), (j, t) in zip(a, b))

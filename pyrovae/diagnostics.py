@@ -1,0 +1,108 @@
+"""Gradient diagnostics and active latent units.
+
+``gradient_samples`` draws many independent gradient estimates at fixed
+parameters on one fixed minibatch (SPEC section 5), grouped by network: the
+*encoder* (inference network and posterior head) and the *decoder*
+(generative network, likelihood and prior). ``gradient_variance`` summarizes
+them: total variance ``tr Var[g]``, mean squared norm ``E||g||^2`` and the
+signal-to-noise ratio ``||E g|| / sqrt(tr Var[g])`` (cf. Rainforth et al. 2018).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .estimators import estimator as make_estimator
+from .evaluate import seeded
+
+#: Which VAE children make up each network.
+GROUPS = {"encoder": ("encoder", "posterior"), "decoder": ("decoder", "likelihood", "prior")}
+
+
+def _group_params(vae) -> Dict[str, list]:
+    return {g: [p for name in children for p in getattr(vae, name).parameters() if p.requires_grad]
+            for g, children in GROUPS.items()}
+
+
+def gradient_samples(vae, batch: torch.Tensor, estimator: str, repeats: int = 50, num_particles: int = 1,
+                     seed: Optional[int] = 0) -> Dict[str, torch.Tensor]:
+    """``{network: (repeats, n_params)}`` independent gradient estimates of the negative bound per point.
+
+    Parameters are left unchanged and, with a ``seed``, so is the global RNG.
+    """
+    est = make_estimator(estimator, num_particles, max_plate_nesting=1)
+    groups = {g: ps for g, ps in _group_params(vae).items() if ps}
+    params = [p for ps in groups.values() for p in ps]
+    batch = batch.to(params[0].device)
+    rows = []
+    with seeded(seed, batch.device):
+        for _ in range(repeats):
+            loss = est.differentiable_loss(vae.model, vae.guide, batch) / len(batch)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
+                                   for g, p in zip(grads, params)]))
+    samples = torch.stack(rows)
+    sizes = [sum(p.numel() for p in ps) for ps in groups.values()]
+    return dict(zip(groups, samples.split(sizes, dim=1)))
+
+
+def summarize(samples: torch.Tensor) -> Dict[str, float]:
+    """Total variance, mean squared norm and SNR of ``(repeats, n_params)`` gradient samples."""
+    mean = samples.mean(0)
+    total_var = float(samples.var(0).sum())
+    return {"total_variance": total_var, "mean_sq_norm": float((samples ** 2).sum(1).mean()),
+            "snr": float(mean.norm()) / max(total_var, 1e-300) ** 0.5}
+
+
+def gradient_variance(vae, batch: torch.Tensor, estimator: str, repeats: int = 50, num_particles: int = 1,
+                      seed: Optional[int] = 0) -> Dict[str, Dict[str, float]]:
+    """Per network (``encoder``, ``decoder``): total variance, mean squared norm and SNR of the gradient."""
+    return {g: summarize(s) for g, s in gradient_samples(vae, batch, estimator, repeats, num_particles,
+                                                          seed).items()}
+
+
+def _bootstrap_total_variance(samples: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Total variance of bootstrap resamples given as multiplicity ``counts`` (B, n).
+
+    With the Gram matrix G = g g^T of the n samples, a resample's total variance is
+    (c . diag G - c^T G c / n) / (n - 1): an n x n computation instead of one over all parameters.
+    """
+    g = samples.double()
+    gram = g @ g.T
+    n = len(g)
+    return (counts @ gram.diagonal() - ((counts @ gram) * counts).sum(1) / n) / (n - 1)
+
+
+def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
+                   seed: int = 0) -> Tuple[float, float, float]:
+    """``tr Var_a / tr Var_b`` with a 95% bootstrap interval over the repeats: ``(ratio, low, high)``.
+
+    Samples drawn with common random numbers (``gradient_samples`` with one seed) are paired
+    row by row, so equal numbers of rows are resampled jointly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    ratio = float(a.var(0).sum() / b.var(0).sum())
+
+    def counts(n: int) -> torch.Tensor:
+        idx = torch.randint(n, (boot, n), generator=g)
+        return torch.zeros(boot, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(boot, n, dtype=torch.float64))
+
+    ca = counts(len(a))
+    cb = ca if len(a) == len(b) else counts(len(b))
+    draws = _bootstrap_total_variance(a, ca) / _bootstrap_total_variance(b, cb)
+    low, high = draws.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return ratio, low, high
+
+
+@torch.no_grad()
+def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+    """Latent dimensions u with ``Cov_x(E_q[z_u | x]) > threshold`` (Burda et al. 2015, section 5.2).
+
+    Returns the count and the per-dimension variance of the posterior means over ``data``.
+    """
+    data = data.to(next(vae.parameters()).device)
+    means = torch.cat([vae.encode(data[i:i + batch_size]).mean for i in range(0, len(data), batch_size)])
+    activity = means.var(0)
+    return int((activity > threshold).sum()), activity

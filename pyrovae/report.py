@@ -1,0 +1,202 @@
+"""Turn ``compare()`` records into ``report.json``, ``report.md`` and PNG figures.
+
+Tables give the mean over seeds with a 95% t-interval. A difference between two estimators
+smaller than the seed-to-seed spread (the larger of their standard deviations) is reported as
+no difference. Figure 2 follows the paper: test (solid) and train (dashed) ELBO against
+training samples seen, one panel per latent size, one curve per estimator, with a band spanning
+the seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .checkpoint import atomic_write, write_json  # noqa: E402
+
+# Two-sided 97.5% Student-t quantiles by degrees of freedom (1.96 beyond the table).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def mean_ci(values: Sequence[float]) -> Dict[str, float]:
+    """Mean, standard deviation and the half-width of a 95% t-interval."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    t = _T975[max(k for k in _T975 if k <= n - 1)] if n > 1 and n - 1 <= 30 else 1.96
+    return {"mean": mean, "sd": sd, "ci95": t * sd / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+
+
+def _cells(result: Dict[str, Any]) -> Dict[tuple, List[Dict[str, Any]]]:
+    cells: Dict[tuple, List[Dict[str, Any]]] = {}
+    for run in result["runs"]:
+        cells.setdefault((run["z_dim"], run["estimator"]), []).append(run)
+    return cells
+
+
+def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Per (latent size, estimator): final ELBO, log-likelihood, active units, time per step."""
+    table = {}
+    for (z, est), runs in _cells(result).items():
+        table[f"{z}/{est}"] = {
+            "z_dim": z, "estimator": est,
+            "test_elbo": mean_ci([r["final_elbo"]["mc"] for r in runs]),
+            "log_likelihood": mean_ci([r["log_likelihood"] for r in runs]),
+            "active_units": mean_ci([r["active_units"] for r in runs]),
+            "ms_per_step": mean_ci([1000 * r["seconds_per_step"] for r in runs]),
+        }
+    return table
+
+
+def verdicts(summary: Dict[str, Any], estimators: Sequence[str], latent_dims: Sequence[int]) -> List[Dict]:
+    """Each estimator against the first, per latent size, on final test ELBO."""
+    ref, out = estimators[0], []
+    for z in latent_dims:
+        a = summary[f"{z}/{ref}"]["test_elbo"]
+        for est in estimators[1:]:
+            b = summary[f"{z}/{est}"]["test_elbo"]
+            diff, spread = b["mean"] - a["mean"], max(a["sd"], b["sd"])
+            verdict = "no difference" if abs(diff) <= spread else (f"{est} better" if diff > 0 else f"{ref} better")
+            out.append({"z_dim": z, "estimator": est, "reference": ref, "diff": diff, "spread": spread,
+                        "verdict": verdict})
+    return out
+
+
+def _fmt(stat: Dict[str, float], digits: int = 2) -> str:
+    ci = "" if math.isnan(stat["ci95"]) else f" ± {stat['ci95']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f}{ci}"
+
+
+def _variance_rows(result: Dict[str, Any]) -> List[str]:
+    ref = result["estimators"][0]
+    rows = []
+    for run in result["runs"]:
+        if run["estimator"] != ref or run["seed"] != 0:
+            continue
+        for epoch, probe in sorted(run["gradients"].items(), key=lambda kv: int(kv[0])):
+            for est, groups in probe[f"ratios_to_{ref}"].items():
+                for net, r in groups.items():
+                    rows.append(f"| {run['z_dim']} | {epoch} | {net} | {est} / {ref} | {r['ratio']:.3g} "
+                                f"| [{r['low']:.3g}, {r['high']:.3g}] |")
+    return rows
+
+
+def markdown(result: Dict[str, Any], summary: Dict[str, Any], comparisons: List[Dict]) -> str:
+    """The report as Markdown: set-up, results table, verdicts, gradient variance ratios, figures."""
+    lines = [
+        "# Estimator comparison", "",
+        f"Dataset `{result['dataset']}` (binarization {result['binarize']}), setup `{result['setup']}` "
+        f"({result['setup_detail']}), lr {result['lr']}, M = {result['batch_size']}, "
+        f"L/K = {result['particles']}, {result['epochs']} epochs, {result['seeds']} seeds per cell, "
+        f"device {result['runs'][0]['device']}. Values: mean ± 95% t-interval over seeds, nats per test point.",
+        "", "| Nz | estimator | test ELBO (mc) | log p(x), K=%d | active units | ms / step |" % result["ll_samples"],
+        "|---|---|---|---|---|---|",
+    ]
+    for cell in summary.values():
+        lines.append(f"| {cell['z_dim']} | {cell['estimator']} | {_fmt(cell['test_elbo'])} | "
+                     f"{_fmt(cell['log_likelihood'])} | {_fmt(cell['active_units'], 1)} | "
+                     f"{_fmt(cell['ms_per_step'], 2)} |")
+    if comparisons:
+        lines += ["", "## Differences in final test ELBO", "",
+                  "A difference no larger than the seed-to-seed standard deviation is reported as no difference.",
+                  "", "| Nz | comparison | difference | seed spread | verdict |", "|---|---|---|---|---|"]
+        for c in comparisons:
+            lines.append(f"| {c['z_dim']} | {c['estimator']} − {c['reference']} | {c['diff']:+.2f} | "
+                         f"{c['spread']:.2f} | {c['verdict']} |")
+    rows = _variance_rows(result)
+    if rows:
+        lines += ["", "## Gradient variance ratios at fixed parameters", "",
+                  f"Total gradient variance of each estimator over that of `{result['estimators'][0]}`, "
+                  f"{result['grad_repeats']} independent estimates on one fixed minibatch at the parameters "
+                  f"of the seed-0 `{result['estimators'][0]}` run at each epoch; 95% bootstrap interval.", "",
+                  "| Nz | epoch | network | ratio | value | 95% CI |", "|---|---|---|---|---|---|", *rows]
+    lines += ["", "## Figures", "", "![Figure 2](figure2.png)", "", "![gradient variance](grad_variance.png)",
+              "", "![time per step](time_per_step.png)", ""]
+    return "\n".join(lines)
+
+
+def _curves(runs, key):
+    xs = [r["samples_seen"] for r in runs[0]["metrics"]]
+    ys = [[r["metrics"][i][key] for r in runs] for i in range(len(xs))]
+    return xs, [sum(v) / len(v) for v in ys], [min(v) for v in ys], [max(v) for v in ys]
+
+
+def figure2(result: Dict[str, Any], path: Path) -> None:
+    """Train (dashed) and test (solid) ELBO against samples seen; one panel per latent size."""
+    dims, cells = result["latent_dims"], _cells(result)
+    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.4), squeeze=False)
+    for ax, z in zip(axes[0], dims):
+        for i, est in enumerate(result["estimators"]):
+            color = f"C{i}"
+            for key, style in (("test_elbo", "-o"), ("train_elbo", "--o")):
+                xs, mean, low, high = _curves(cells[z, est], key)
+                ax.plot(xs, mean, style, color=color, markersize=3, label=f"{est} ({key.split('_')[0]})")
+                ax.fill_between(xs, low, high, color=color, alpha=0.15)
+        ax.set_title(f"Nz = {z}")
+        ax.set_xlabel("training samples seen")
+        ax.set_xscale("log")
+    axes[0][0].set_ylabel("ELBO (nats / point)")
+    axes[0][-1].legend(fontsize=7)
+    _save(fig, path)
+
+
+def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
+    """Total gradient variance per network over training, per estimator (seed-0 runs of each)."""
+    dims = result["latent_dims"]
+    fig, axes = plt.subplots(2, len(dims), figsize=(4 * len(dims), 6), squeeze=False)
+    for col, z in enumerate(dims):
+        for i, est in enumerate(result["estimators"]):
+            run = next(r for r in result["runs"] if r["z_dim"] == z and r["estimator"] == est and r["seed"] == 0)
+            epochs = sorted(run["gradients"], key=int)
+            for row, net in enumerate(("encoder", "decoder")):
+                ys = [run["gradients"][e]["stats"][est][net]["total_variance"] for e in epochs]
+                axes[row][col].plot([int(e) for e in epochs], ys, "o-", color=f"C{i}", label=est)
+                axes[row][col].set_yscale("log")
+                axes[row][col].set_title(f"{net}, Nz = {z}")
+        axes[1][col].set_xlabel("epoch")
+    axes[0][0].set_ylabel("tr Var[gradient]")
+    axes[0][-1].legend(fontsize=7)
+    _save(fig, path)
+
+
+def time_figure(summary: Dict[str, Any], result: Dict[str, Any], path: Path) -> None:
+    """Wall time per training step, per estimator and latent size."""
+    dims, ests = result["latent_dims"], result["estimators"]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(dims) * len(ests) / 2, 3.2))
+    width = 0.8 / len(ests)
+    for i, est in enumerate(ests):
+        ms = [summary[f"{z}/{est}"]["ms_per_step"]["mean"] for z in dims]
+        ax.bar([k + i * width for k in range(len(dims))], ms, width, label=est, color=f"C{i}")
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(dims))], [f"Nz={z}" for z in dims])
+    ax.set_ylabel("ms per step")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_report(result: Dict[str, Any], out: str) -> Dict[str, Any]:
+    """Write ``report.json``, ``report.md``, ``figure2.png``, ``grad_variance.png`` and ``time_per_step.png``."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    comparisons = verdicts(summary, result["estimators"], result["latent_dims"])
+    figure2(result, folder / "figure2.png")
+    grad_variance_figure(result, folder / "grad_variance.png")
+    time_figure(summary, result, folder / "time_per_step.png")
+    report = {**result, "summary": summary, "comparisons": comparisons}
+    write_json(folder / "report.json", json.loads(json.dumps(report, default=float)))
+    atomic_write(folder / "report.md", lambda f: f.write(markdown(result, summary, comparisons)), mode="w")
+    return report
