@@ -189,7 +189,7 @@ class _Trainer:
             while self.epoch < epochs:
                 start = time.perf_counter()
                 losses = self.run_epoch(bar)
-                self.check_finite(losses)
+                self.check_finite(losses)  # reads the losses: a device sync, so the time below is complete
                 self.end_epoch(losses, time.perf_counter() - start)
                 self.wall_time += time.perf_counter() - start
                 if self.folder is not None:
