@@ -82,7 +82,7 @@ def kl_routes(model_trace, guide_trace) -> Dict[str, str]:
 def _as_full_normal(p: Independent) -> MultivariateNormal:
     """A diagonal Gaussian ``Independent(Normal, 1)`` as a :class:`MultivariateNormal`."""
     if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
-        raise NotImplementedError
+        raise NotImplementedError  # torch's KL protocol for "no closed form for this pair"
     return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
 
 

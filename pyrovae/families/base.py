@@ -11,6 +11,7 @@ family also knows its support, default prior and reparameterization route
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple, Union
 
@@ -56,11 +57,11 @@ class Param:
         return math.prod(self.shape(z_dim))
 
 
-class Family:
+class Family(ABC):
     """Base class: what every posterior family provides to the VAE.
 
-    Subclasses implement :meth:`head_size` and :meth:`posterior_head`; a family
-    with standard parameters can also serve as a fixed prior.
+    Subclasses implement :attr:`support`, :meth:`head_size` and :meth:`posterior_head`;
+    a family with standard parameters can also serve as a fixed prior.
     """
 
     name: str
@@ -69,17 +70,17 @@ class Family:
     description: str
 
     @property
+    @abstractmethod
     def support(self) -> Constraint:
         """The support of the latent vector ``z`` (event dimension 1)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def head_size(self, z_dim: int) -> int:
         """Raw encoder outputs one data point needs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def posterior_head(self, z_dim: int) -> nn.Module:
         """A module mapping raw outputs ``(..., head_size)`` to ``q(z|x)`` with event shape ``(z_dim,)``."""
-        raise NotImplementedError
 
 
 class _RawHead(nn.Module):
