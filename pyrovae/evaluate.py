@@ -18,6 +18,7 @@ from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
 from .estimators import estimator as make_estimator
+from .estimators.weights import PARTICLE_PLATE, local_log_weights
 from .kl import has_closed_form_kl, latent_sites
 
 #: Rows of decoder output alive at once in :func:`log_likelihood` (each ``x_dim`` floats). Small
@@ -106,18 +107,10 @@ def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
     Works for any Pyro model/guide whose latents are local to a data plate:
     particles are one vectorized plate left of the model's own plates.
     """
-    particles = pyro.plate("particles", num_particles, dim=-(max_plate_nesting + 1))
+    particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(max_plate_nesting + 1))
     model_trace, guide_trace = _traces(particles(model), particles(guide), *args, **kwargs)
-    return _sum_log_probs(model_trace) - _sum_log_probs(guide_trace)
-
-
-def _sum_log_probs(trace) -> torch.Tensor:
-    # Unscaled densities: a subsampling plate's N/M factor does not belong in a per-point weight.
-    total = 0.0
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            total = total + site["fn"].log_prob(site["value"])
-    return total
+    # Per local unit and without the subsample factor N/M, which scales a bound, not a weight.
+    return local_log_weights(model_trace, guide_trace, max_plate_nesting)[0]
 
 
 @torch.no_grad()
