@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from typing import Dict
 
+import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceMeanField_ELBO
+from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
+from torch.distributions import kl_divergence
 
 from ..errors import PyroVAEError
-from ..kl import SAMPLED, describe, kl_routes
+from ..kl import ANALYTIC, SAMPLED, describe, kl_routes
+from .base import SyncFreeLoss
 from .registry import register_estimator
 
 
@@ -28,7 +33,7 @@ class MissingKLError(PyroVAEError):
     summary="SGVB-B: closed-form KL(q||p) plus Monte-Carlo log p(x|z); refuses pairs with no closed form",
     reference="Kingma & Welling 2013, eq. (7)",
 )
-class AnalyticELBO(TraceMeanField_ELBO):
+class AnalyticELBO(SyncFreeLoss, TraceMeanField_ELBO):
     """SGVB-B, :math:`\\tilde L^B` of the AEVB paper (eq. 7), strict about the closed form.
 
     After each call, :attr:`kl_routes` maps every latent site to
@@ -48,6 +53,31 @@ class AnalyticELBO(TraceMeanField_ELBO):
         if self.strict:
             self._refuse_sampled(model_trace, guide_trace)
         return model_trace, guide_trace
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        # Pyro's TraceMeanField_ELBO computes the same sum, then calls .item() on it (a host sync).
+        elbo = 0.0
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            if site["is_observed"]:
+                elbo = elbo + site["log_prob_sum"]  # 1/L sum_l log p(x|z_l), scaled by N/M
+            else:
+                elbo = elbo - self._kl_term(name, site, guide_trace.nodes[name])
+        for name, site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy only
+            if site["type"] == "sample" and name not in model_trace.nodes:
+                elbo = elbo - site["score_parts"].entropy_term.sum()
+        return -elbo.detach(), -elbo
+
+    def _kl_term(self, name: str, model_site, guide_site) -> torch.Tensor:
+        """KL(q||p) of one latent site: closed form (eq. 7), or log q - log p at the sample."""
+        if is_validation_enabled():
+            check_fully_reparametrized(guide_site)
+        if self.kl_routes[name] == ANALYTIC:
+            # The KL takes the *guide* site's scale and mask, as in Pyro (N/M, and any beta).
+            kl = kl_divergence(guide_site["fn"], model_site["fn"])
+            return scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+        return guide_site["score_parts"].entropy_term.sum() - model_site["log_prob_sum"]
 
     def _refuse_sampled(self, model_trace, guide_trace) -> None:
         for name, route in self.kl_routes.items():

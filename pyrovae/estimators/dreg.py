@@ -39,6 +39,8 @@ class DReG(_WeightedBound):
     """The IWAE bound with DReG gradients; ``num_particles`` is K."""
 
     name = "dreg"
+    #: The w~ factor lives in a gradient hook, which a TorchScript recording would drop (fastpath).
+    traceable = False
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The negative IWAE bound; its gradient is the DReG estimator."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pyro.infer import Trace_ELBO
 
+from .base import SyncFreeLoss, pathwise
 from .registry import register_estimator
 
 
@@ -18,9 +19,17 @@ from .registry import register_estimator
     summary="SGVB-A: Monte-Carlo log p(x,z) - log q(z|x) at reparameterized samples",
     reference="Kingma & Welling 2013, eq. (6)",
 )
-class MonteCarloELBO(Trace_ELBO):
+class MonteCarloELBO(SyncFreeLoss, Trace_ELBO):
     """SGVB-A, the estimator :math:`\\tilde L^A` of the AEVB paper (eq. 6).
 
-    Identical to :class:`pyro.infer.Trace_ELBO`; it exists under its own name
-    so that the estimator registry holds one class per estimator.
+    The same estimate and gradient as :class:`pyro.infer.Trace_ELBO`, computed
+    without host syncs when every guide site is reparameterized (see
+    :mod:`pyrovae.estimators.base`); with score-function sites it is Pyro's own code.
     """
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        if not pathwise(guide_trace):
+            return super()._differentiable_loss_particle(model_trace, guide_trace)
+        # eq. (6) for one particle: log p(x, z_l) - log q(z_l|x), already scaled by N/M per site.
+        elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
+        return -elbo.detach(), -elbo

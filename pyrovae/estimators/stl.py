@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pyro.distributions.util import detach, scale_and_mask
 from pyro.infer import Trace_ELBO
-from pyro.infer.util import torch_item
 
+from .base import SyncFreeLoss
 from .registry import register_estimator
 from .weights import check_reparameterized
 
@@ -22,7 +22,7 @@ from .weights import check_reparameterized
     summary="ELBO with the path-only (sticking-the-landing) gradient: log q with stopped parameters",
     reference="Roeder, Wu & Duvenaud 2017, eq. (8)",
 )
-class STL(Trace_ELBO):
+class STL(SyncFreeLoss, Trace_ELBO):
     """SGVB-A's value with the sticking-the-landing gradient; works on any reparameterized guide."""
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
@@ -35,4 +35,4 @@ class STL(Trace_ELBO):
             if site["type"] == "sample":
                 log_q = detach(site["fn"]).log_prob(site["value"])
                 elbo = elbo - scale_and_mask(log_q, site["scale"], site["mask"]).sum()
-        return -torch_item(elbo), -elbo
+        return -elbo.detach(), -elbo
