@@ -22,6 +22,7 @@ from .data import BINARIZATIONS, DATASETS, load_dataset
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
+from .fastpath import STEPS
 from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
 from .runs import RunFolder, load_run
@@ -69,6 +70,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     a("--optimizer", help=f"adam or adagrad (default {d.optimizer})")
     a("--device", help=f"auto, cpu, cuda or cuda:N (default {d.device})")
     a("--seed", type=int, help=f"(default {d.seed})")
+    a("--step", help=f"auto, {', '.join(STEPS.names())}: how a training step runs (default {d.step}; "
+                     "eager re-runs the model's Python every step)")
     a("--out", default=None, help="run folder (default runs/<time>-<dataset>-<estimator>)")
     a("--resume", action="store_true", default=False, help="continue the run in --out from its checkpoint")
     a("--no-progress", action="store_true", default=False, help="hide the progress bar")
@@ -114,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = fit(vae, data.train, test=data.test, estimator=config.estimator, num_particles=config.particles,
                  epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                  device=config.device, seed=config.seed, dynamic_binarization=data.dynamic, out=args.out,
-                 resume=args.resume, config=config, progress=not args.no_progress)
+                 resume=args.resume, config=config, progress=not args.no_progress, step=config.step)
     _print_result(args.out, result.metrics[-1] if result.metrics else {}, result.summary)
     return 0
 

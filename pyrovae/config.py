@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from .errors import PyroVAEError
 
-#: Fields that may differ when resuming: more epochs, another device.
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir")
+#: Fields that may differ when resuming: more epochs, another device or step implementation.
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class RunConfig:
     optimizer: str = "adam"
     device: str = "auto"
     seed: int = 0
+    step: str = "auto"  # how a training step runs: auto, jit, cuda-graph or eager (fastpath.STEPS)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)

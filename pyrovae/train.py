@@ -3,10 +3,10 @@
 The step is Pyro's own: the estimator's ``differentiable_loss`` of
 ``vae.model``/``vae.guide`` on one minibatch, then one torch optimizer step
 over all parameters. This is what :class:`pyro.infer.SVI` does with a
-``PyroOptim``, minus a per-step host sync (``.item()``) and minus one
-optimizer object per parameter tensor. The training set lives on the device
-as one tensor and a minibatch is ``pyro.plate(..., subsample=idx)``: no
-DataLoader.
+``PyroOptim``, minus the host syncs (``.item()``), minus one optimizer object
+per parameter tensor, and by default recorded once and replayed
+(:mod:`pyrovae.fastpath`). The training set lives on the device as one tensor
+and a minibatch is ``pyro.plate(..., subsample=idx)``: no DataLoader.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .data import validate_array
 from .errors import PyroVAEError
 from .estimators import MissingKLError, estimator as make_estimator
 from .evaluate import elbo_terms, evaluate_elbo, seeded
+from .fastpath import STEPS, build_step, make_optimizer
 from .registry import Registry
 from .runs import RunFolder
 
@@ -96,8 +97,9 @@ class _Trainer:
     COUNTERS = ("epoch", "samples_seen", "seconds", "wall_time")
 
     def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
-                 callback=None):
+                 callback=None, step="auto"):
         self.vae, self.est, self.optim = vae, est, optim
+        self.step_fn = build_step(step, vae, est, optim, train.device)
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
         self.folder, self.config, self.callback = folder, config, callback
@@ -138,11 +140,7 @@ class _Trainer:
 
     def step(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch ``x[idx]``; returns the detached loss (no host sync)."""
-        self.optim.zero_grad(set_to_none=True)
-        loss = self.est.differentiable_loss(self.vae.model, self.vae.guide, x, subsample=idx)
-        loss.backward()
-        self.optim.step()
-        return loss.detach()
+        return self.step_fn(x, idx)
 
     def run_epoch(self, bar) -> torch.Tensor:
         n = len(self.train)
@@ -208,7 +206,7 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         batch_size: int = 100, lr: float = 1e-3, optimizer: str = "adam", device: str = "auto",
         seed: int = 0, dynamic_binarization: bool = False, out: Optional[str] = None,
         resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True,
-        callback: Optional[Callable[[int, Any], None]] = None) -> FitResult:
+        callback: Optional[Callable[[int, Any], None]] = None, step: str = "auto") -> FitResult:
     """Train ``vae`` on ``train`` with SVI and the named ELBO estimator.
 
     Seed the initial weights yourself (``pyro.set_rng_seed``) before building
@@ -228,11 +226,17 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     :param config: the :class:`~pyrovae.config.RunConfig` to store as
         ``config.json``; by default one is built from these arguments (with
         ``dataset=None``: the data came from Python).
+    :param step: how a step runs (:data:`pyrovae.fastpath.STEPS`): ``"jit"`` records the loss once
+        per minibatch shape, ``"cuda-graph"`` replays the whole step as a CUDA graph, ``"eager"``
+        re-runs the Python every step; ``"auto"`` (default) is ``cuda-graph`` on CUDA with Adam,
+        else ``jit``. All give the same parameters as plain Pyro SVI (up to rounding).
     :param callback: ``callback(epoch, vae)`` after every epoch (after its checkpoint), e.g. for
         diagnostics; it should leave the global RNG alone (see :func:`pyrovae.evaluate.seeded`).
     :returns: a :class:`FitResult`; ELBOs are in nats per data point.
     """
     opt_cls = OPTIMIZERS[optimizer]
+    if step != "auto":
+        STEPS.get(step, "step")
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
     _check_positive(epochs=epochs, batch_size=batch_size)
     if not lr > 0:
@@ -251,8 +255,9 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
                                          device, seed, dynamic_binarization)
     if config.prior is None:
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
-    trainer = _Trainer(vae, est, opt_cls(vae.parameters(), lr=lr), train, test, batch_size,
-                       dynamic_binarization, seed, folder, config, progress, callback)
+    optim = make_optimizer(opt_cls, vae.parameters(), lr, dev, capturable=dev.type == "cuda")
+    trainer = _Trainer(vae, est, optim, train, test, batch_size, dynamic_binarization, seed, folder, config,
+                       progress, callback, step)
     if resume:
         _resume(trainer, folder, epochs, dev)
     else:

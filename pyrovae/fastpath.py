@@ -1,0 +1,287 @@
+"""The training step, three ways: eager, traced (TorchScript) and captured (CUDA graph).
+
+Every way computes the same step as plain Pyro (``SVI`` with a ``PyroOptim``):
+the estimator's loss on the minibatch ``x[idx]``, its gradient, one Adam (or
+Adagrad) update. What they remove is Pyro's per-step tax:
+
+* **host syncs**: pyrovae's estimators assemble the loss without ``.item()``
+  (:mod:`pyrovae.estimators.base`), and the step returns the loss as a device
+  tensor;
+* **one optimizer per parameter tensor**: one torch optimizer, fused where
+  torch has a fused kernel;
+* **re-running the model's Python every step** (tracing the guide, replaying the
+  model, building distributions): :class:`TracedStep` records the loss once per
+  minibatch shape with :func:`torch.jit.trace` and then runs the recorded graph;
+  :class:`GraphStep` captures forward, backward and optimizer as one CUDA graph
+  and replays it.
+
+The recording runs the user's ordinary Pyro ``model``/``guide``; nothing about
+them changes. A recorded graph is valid while the model's Python takes the same
+path for the same shapes, which holds for a VAE; pass ``step="eager"`` (CLI
+``--step eager``) for models that branch on data values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
+
+import pyro
+import pyro.poutine as poutine
+import torch
+
+from .errors import PyroVAEError
+from .registry import Registry
+
+#: Step implementations by name; ``"auto"`` is resolved by :func:`default_step`.
+STEPS: Registry[type] = Registry("step")
+
+
+def make_optimizer(cls: type, params: Sequence[torch.Tensor], lr: float, device: torch.device,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """One torch optimizer over all ``params``: the fused kernel where ``cls`` has one for ``device``.
+
+    A fused optimizer updates every parameter tensor in one kernel launch per
+    dtype/device group instead of a dozen small ones per tensor (PyroOptim keeps
+    one optimizer per tensor). ``capturable`` keeps the step counter on the
+    device, which a CUDA graph needs.
+    """
+    accepted = inspect.signature(cls).parameters
+    kwargs = {"lr": lr}
+    if "fused" in accepted and device.type in ("cpu", "cuda"):
+        kwargs["fused"] = True
+    if capturable and "capturable" in accepted:
+        kwargs["capturable"] = True
+    try:
+        return cls(params, **kwargs)
+    except (RuntimeError, ValueError):  # e.g. no fused kernel for this dtype: the plain loop
+        return cls(params, lr=lr)
+
+
+class EagerStep:
+    """One SVI step in eager mode: ``differentiable_loss``, ``backward``, one optimizer step.
+
+    :param vae: the model (any ``nn.Module`` with Pyro ``model``/``guide`` taking ``(x, subsample=idx)``).
+    :param est: a Pyro ELBO; pyrovae's estimators assemble the loss without host syncs.
+    :param optim: one torch optimizer over ``vae.parameters()``.
+    """
+
+    def __init__(self, vae, est, optim: torch.optim.Optimizer) -> None:
+        self.vae, self.est, self.optim = vae, est, optim
+
+    def loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The estimator's loss on the rows ``x[idx]``, scaled by ``N/M``."""
+        return self.est.differentiable_loss(self.vae.model, self.vae.guide, x, subsample=idx)
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Take one step; return the loss as a detached device tensor (no host sync)."""
+        self.optim.zero_grad(set_to_none=True)
+        loss = self.loss(x, idx)
+        loss.backward()
+        self.optim.step()
+        return loss.detach()
+
+
+STEPS.register("eager", EagerStep)
+
+
+def traceable(est) -> bool:
+    """Whether the estimator's gradient is all in its loss graph (no autograd hooks), as a recording needs."""
+    return getattr(est, "traceable", True)
+
+
+def _param_sites(fn: Callable[[], torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The unconstrained tensors of every ``pyro.param`` that ``fn`` touches, by name."""
+    with poutine.block(), poutine.trace(param_only=True) as tr:
+        fn()
+    return {name: pyro.param(name).unconstrained() for name in tr.trace.nodes}
+
+
+class TracedStep(EagerStep):
+    """The step with the loss recorded by :func:`torch.jit.trace`, once per minibatch shape.
+
+    Recording runs the model and guide once (on a forked RNG stream, so the
+    training stream is the same as in eager mode) with the parameters as graph
+    inputs; later steps run the recorded graph, whose random draws come from
+    the global generator exactly as the eager draws do. ``N/M`` and other
+    Python numbers are constants of a recording, hence one per shape. The
+    graph runs unoptimized, op for op as recorded, so the gradient flows
+    through ordinary autograd and the numbers are the eager ones bit for bit.
+
+    Each recording is checked before use: on another minibatch of the same
+    shape and the same random stream, its loss and gradients must equal the
+    eager ones (a recording that froze a data-dependent value fails this).
+    A model that cannot be recorded raises :class:`PyroVAEError` with
+    ``strict=True`` (``step="jit"``) and runs eagerly, with a warning, under
+    ``step="auto"``.
+    """
+
+    def __init__(self, vae, est, optim: torch.optim.Optimizer, strict: bool = True) -> None:
+        super().__init__(vae, est, optim)
+        self.strict = strict
+        self._compiled: Dict[Hashable, torch.jit.ScriptFunction] = {}
+        self._params: Tuple[torch.Tensor, ...] = tuple(vae.parameters())
+        self._eager = not traceable(est) and self._refuse(
+            f"estimator {type(est).__name__}'s gradient hooks are not part of a recording")
+
+    def loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The recorded loss for this shape (recorded now if it is new)."""
+        key = (tuple(x.shape), tuple(idx.shape), x.dtype, x.device)
+        if not self._eager and key not in self._compiled:
+            self._compiled[key] = self._record(x, idx)
+        if self._eager:
+            return super().loss(x, idx)
+        # Run the recording as recorded: TorchScript's optimizing executor would re-plan it after a
+        # few profiling runs, so a resumed run (fewer runs so far) would round differently.
+        with torch.jit.optimized_execution(False):
+            return self._compiled[key](*self._params, x, idx)
+
+    def _refuse(self, reason: str) -> bool:
+        message = f"step 'jit' cannot record this model: {reason}; use step='eager'"
+        if self.strict:
+            raise PyroVAEError(message)
+        warnings.warn(message.replace("; use step='eager'", "; running it eagerly"), RuntimeWarning)
+        return True
+
+    def _record(self, x: torch.Tensor, idx: torch.Tensor) -> Optional[torch.jit.ScriptFunction]:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            stray = self._stray_params(x, idx)
+            if stray:
+                self._eager = self._refuse(f"it uses pyro.param {', '.join(stray)} outside the module, "
+                                           "which a recording would freeze as a constant")
+                return None
+            try:
+                recording = self._trace(x, idx)
+                mismatch = self._mismatch(recording, x, torch.remainder(idx + 1, len(x)))  # other rows
+            except Exception as err:  # noqa: BLE001 - e.g. torch.distributions code that is not traceable
+                mismatch = f"{type(err).__name__}: {err}".splitlines()[0]
+        if mismatch:
+            self._eager = self._refuse(mismatch)
+            return None
+        return recording
+
+    def _stray_params(self, x: torch.Tensor, idx: torch.Tensor) -> list:
+        own = {id(p) for p in self._params}
+        used = _param_sites(lambda: super(TracedStep, self).loss(x, idx))
+        return [name for name, p in used.items() if p.requires_grad and id(p) not in own]
+
+    def _trace(self, x: torch.Tensor, idx: torch.Tensor) -> torch.jit.ScriptFunction:
+        eager, n = super().loss, len(self._params)  # every module parameter is a graph input
+        with pyro.validation_enabled(False), warnings.catch_warnings():
+            # Python numbers taken from tensors (N/M) become constants: _mismatch checks them.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # torch >= 2.9 marks jit.trace deprecated in favour of torch.compile, but dynamo breaks
+            # the graph at every Pyro messenger and recompiles per step (docs/performance.md).
+            warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", FutureWarning)
+            return torch.jit.trace(lambda *a: eager(a[n], a[n + 1]), (*self._params, x, idx), check_trace=False)
+
+    def _mismatch(self, recording, x: torch.Tensor, idx: torch.Tensor) -> Optional[str]:
+        """``None`` if the recording gives the eager loss and gradients on ``x[idx]``, else why not."""
+        results = []
+        for run in (lambda: super(TracedStep, self).loss(x, idx), lambda: recording(*self._params, x, idx)):
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                loss = run()
+                grads = torch.autograd.grad(loss, self._params, allow_unused=True)
+            results.append([loss.detach()] + [g for g in grads if g is not None])
+        (eager, recorded) = results
+        same = len(eager) == len(recorded) and all(
+            torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(a.abs().max().clamp(min=1)))
+            for a, b in zip(eager, recorded))
+        return None if same else "the recording's loss or gradients differ from eager execution"
+
+
+STEPS.register("jit", TracedStep)
+
+
+class GraphStep(EagerStep):
+    """CUDA only: forward, backward and optimizer step captured as one CUDA graph per shape.
+
+    The first ``warmup`` steps of each minibatch shape run eagerly on a side
+    stream (they are real training steps, and they let lazy allocations happen
+    outside the capture); the next one is captured and every later one is a
+    replay: a copy of the indices into a static buffer and one graph launch.
+    The data set is copied into a static device buffer whenever the caller
+    passes a new tensor (e.g. a fresh binarization each epoch). The optimizer
+    must be built with ``capturable=True`` (:func:`make_optimizer`). Random
+    draws inside a graph advance the generator's Philox offset on every
+    replay, so the stream matches eager execution.
+    """
+
+    warmup = 3
+
+    def __init__(self, vae, est, optim: torch.optim.Optimizer) -> None:
+        super().__init__(vae, est, optim)
+        if not torch.cuda.is_available():
+            raise PyroVAEError("step 'cuda-graph' needs CUDA; use step='jit' or 'eager'")
+        self._graphs: Dict[Hashable, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._seen: Dict[Hashable, int] = {}
+        self._x: Optional[torch.Tensor] = None
+        self._source: Optional[torch.Tensor] = None
+        self._pool = None
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """One step; the returned loss tensor is overwritten by the next replay."""
+        self._stage(x)
+        key = tuple(idx.shape)
+        if key in self._graphs:
+            graph, static_idx, static_loss = self._graphs[key]
+            static_idx.copy_(idx)
+            graph.replay()
+            return static_loss
+        self._seen[key] = self._seen.get(key, 0) + 1
+        if self._seen[key] <= self.warmup:
+            return self._side_stream(lambda: super(GraphStep, self).__call__(self._x, idx))
+        return self._capture(key, idx)
+
+    def _stage(self, x: torch.Tensor) -> None:
+        if x is self._source:
+            return
+        if self._x is None or self._x.shape != x.shape or self._x.dtype != x.dtype:
+            self._x, self._graphs, self._seen = torch.empty_like(x), {}, {}
+        self._x.copy_(x)
+        self._source = x
+
+    @staticmethod
+    def _side_stream(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            out = fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        return out
+
+    def _capture(self, key: Hashable, idx: torch.Tensor) -> torch.Tensor:
+        static_idx = idx.clone()
+        graph = torch.cuda.CUDAGraph()
+        self.optim.zero_grad(set_to_none=True)  # the graph's backward allocates the grads it reuses
+        with pyro.validation_enabled(False), torch.cuda.graph(graph, pool=self._pool):
+            static_loss = self.loss(self._x, static_idx)
+            static_loss.backward()
+            self.optim.step()
+            static_loss = static_loss.detach()
+        self._pool = graph.pool()
+        self._graphs[key] = (graph, static_idx, static_loss)
+        graph.replay()  # capturing records the step without running it
+        return static_loss
+
+
+STEPS.register("cuda-graph", GraphStep)
+
+
+def default_step(est, device: torch.device, optimizer: torch.optim.Optimizer) -> str:
+    """The fastest step that applies: a CUDA graph on CUDA (capturable optimizers), else ``jit``
+    (``eager`` for estimators that are not :func:`traceable`)."""
+    group = optimizer.param_groups[0]
+    if device.type == "cuda" and group.get("capturable", False):
+        return "cuda-graph"
+    return "jit" if traceable(est) else "eager"
+
+
+def build_step(name: str, vae, est, optim: torch.optim.Optimizer, device: torch.device) -> EagerStep:
+    """The step called ``name``; ``"auto"`` is :func:`default_step`, falling back to eager execution
+    (with a warning) where a model cannot be recorded."""
+    if name != "auto":
+        return STEPS.get(name, "step")(vae, est, optim)
+    cls = STEPS[default_step(est, device, optim)]
+    return cls(vae, est, optim, strict=False) if cls is TracedStep else cls(vae, est, optim)

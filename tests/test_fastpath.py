@@ -1,0 +1,172 @@
+"""The fast training step computes what plain Pyro computes (SVI + PyroOptim + Pyro's own ELBO)."""
+
+import pyro
+import pytest
+import torch
+
+from pyrovae import VAE, PyroVAEError
+from pyrovae.estimators import ESTIMATORS, estimator
+from pyrovae.fastpath import STEPS, build_step, make_optimizer
+
+N, M, LR = 300, 30, 1e-2
+PYRO_ELBOS = {"mc": pyro.infer.Trace_ELBO, "analytic": pyro.infer.TraceMeanField_ELBO}
+CPU_STEPS = [name for name in STEPS.names() if name != "cuda-graph"]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def _setup(device="cpu", steps=10):
+    """A small VAE (fixed initial weights), data, and the minibatch indices of ``steps`` steps."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(1)
+    x = torch.bernoulli(torch.rand(N, 64)).to(device)
+    vae = VAE(64, 4, (32,), posterior="normal", likelihood="bernoulli").to(device)
+    g = torch.Generator().manual_seed(3)
+    idxs = [torch.randperm(N, generator=g)[:M].to(device) for _ in range(steps)]
+    pyro.set_rng_seed(2)  # the estimator's noise
+    return vae, x, idxs
+
+
+def _flat(vae):
+    return torch.cat([p.detach().flatten() for p in vae.parameters()])
+
+
+def _plain_pyro(name, particles, steps, device="cpu"):
+    vae, x, idxs = _setup(device, steps)
+    loss = PYRO_ELBOS[name](num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
+    svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": LR}), loss=loss)
+    for idx in idxs:
+        svi.step(x, subsample=idx)
+    return _flat(vae)
+
+
+def _pyrovae(step_name, name, particles, steps, device="cpu"):
+    vae, x, idxs = _setup(device, steps)
+    dev = torch.device(device)
+    optim = make_optimizer(torch.optim.Adam, vae.parameters(), LR, dev, capturable=dev.type == "cuda")
+    step = build_step(step_name, vae, estimator(name, particles, max_plate_nesting=1), optim, dev)
+    losses = torch.stack([step(x, idx).clone() for idx in idxs])
+    return _flat(vae), losses
+
+
+@pytest.mark.parametrize("steps", [1, 10])
+@pytest.mark.parametrize("particles", [1, 8])
+@pytest.mark.parametrize("name", ["mc", "analytic"])
+@pytest.mark.parametrize("step_name", CPU_STEPS)
+def test_same_parameters_as_plain_pyro(float64, step_name, name, particles, steps):
+    initial = _flat(_setup()[0])
+    ref = _plain_pyro(name, particles, steps)
+    ours, _ = _pyrovae(step_name, name, particles, steps)
+    assert ref.dtype == torch.float64
+    assert (ref - initial).abs().max() > 1e-3  # the parameters did move
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS.names())
+def test_jit_step_equals_eager_step_for_every_estimator(float64, name):
+    """Bit for bit: the recording runs the same ops as eager mode, in the same order."""
+    particles = 1 if name in ("mc", "analytic", "auto", "stl") else 4
+    eager, eager_losses = _pyrovae("eager", name, particles, 5)
+    if not getattr(ESTIMATORS[name].cls, "traceable", True):
+        with pytest.raises(PyroVAEError, match="cannot record"):
+            _pyrovae("jit", name, particles, 5)
+        return
+    jit, jit_losses = _pyrovae("jit", name, particles, 5)
+    assert torch.equal(jit, eager)
+    assert torch.equal(jit_losses, eager_losses)
+
+
+def test_step_loss_is_the_estimators_loss(float64):
+    """The returned loss is the value of differentiable_loss, not a frozen trace-time constant."""
+    vae, x, idxs = _setup(steps=3)
+    est = estimator("mc", 1, max_plate_nesting=1)
+    step = build_step("jit", vae, est, make_optimizer(torch.optim.SGD, vae.parameters(), 0.0, torch.device("cpu")),
+                      torch.device("cpu"))
+    for idx in idxs:
+        state = torch.get_rng_state()
+        expected = est.differentiable_loss(vae.model, vae.guide, x, subsample=idx)
+        torch.set_rng_state(state)
+        assert torch.allclose(step(x, idx), expected.detach(), rtol=1e-12)
+
+
+def test_jit_records_one_graph_per_minibatch_shape(float64):
+    vae, x, _ = _setup()
+    step = build_step("jit", vae, estimator("analytic"), make_optimizer(
+        torch.optim.Adam, vae.parameters(), LR, torch.device("cpu")), torch.device("cpu"))
+    for size in (30, 30, 7, 30, 7):
+        step(x, torch.arange(size))
+    assert len(step._compiled) == 2
+
+
+def test_jit_refuses_parameters_outside_the_module():
+    vae, x, idxs = _setup()
+
+    def stray_guide(x, subsample=None):
+        pyro.param("stray", torch.zeros(()))
+        return vae.guide(x, subsample)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = vae
+
+        model = staticmethod(vae.model)
+        guide = staticmethod(stray_guide)
+
+    wrapped = Wrapped()
+    step = build_step("jit", wrapped, estimator("mc"), torch.optim.Adam(wrapped.parameters()), torch.device("cpu"))
+    with pytest.raises(PyroVAEError, match="stray"):
+        step(x, idxs[0])
+
+
+class _DataDependent(VAE):
+    """A model whose Python reads a data value: a recording would freeze it."""
+
+    def model(self, x, subsample=None):
+        with pyro.poutine.scale(scale=float(x[subsample].mean())):
+            return super().model(x, subsample)
+
+
+def _one_step(step_name, vae, x, idx, name="mc"):
+    dev = torch.device("cpu")
+    step = build_step(step_name, vae, estimator(name), make_optimizer(torch.optim.Adam, vae.parameters(), LR, dev), dev)
+    return step, step(x, idx)
+
+
+def test_a_recording_that_froze_data_is_caught(float64):
+    _, x, idxs = _setup()
+    with pytest.raises(PyroVAEError, match="differ from eager"):
+        _one_step("jit", _DataDependent(64, 4, (32,)), x, idxs[0])
+    with pytest.warns(RuntimeWarning, match="running it eagerly"):
+        step, loss = _one_step("auto", _DataDependent(64, 4, (32,)), x, idxs[0])
+    assert step._eager and torch.isfinite(loss)
+
+
+def test_untraceable_family_runs_eagerly_under_auto(float64):
+    """torch's MultivariateNormal KL is not traceable; auto trains it eagerly, jit says why not."""
+    _, x, idxs = _setup()
+    with pytest.raises(PyroVAEError, match="cannot record this model: RuntimeError"):
+        _one_step("jit", VAE(64, 4, (32,), posterior="full-normal"), x, idxs[0], "analytic")
+    with pytest.warns(RuntimeWarning, match="cannot record"):
+        step, loss = _one_step("auto", VAE(64, 4, (32,), posterior="full-normal"), x, idxs[0], "analytic")
+    assert step._eager and torch.isfinite(loss)
+
+
+def test_fused_optimizer_where_torch_has_one():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert make_optimizer(torch.optim.Adam, params, 1e-3, torch.device("cpu")).defaults["fused"]
+    assert make_optimizer(torch.optim.SGD, params, 1e-3, torch.device("cpu")).defaults["lr"] == 1e-3
+
+
+def test_unknown_step_name_suggests():
+    vae, _, _ = _setup()
+    with pytest.raises(PyroVAEError, match="did you mean 'jit'"):
+        build_step("jitt", vae, estimator("mc"), torch.optim.Adam(vae.parameters()), torch.device("cpu"))
+
+
+@needs_cuda
+@pytest.mark.parametrize("particles", [1, 8])
+@pytest.mark.parametrize("name", ["mc", "analytic"])
+def test_cuda_graph_step_matches_plain_pyro_on_cuda(name, particles):
+    ref = _plain_pyro(name, particles, 10, device="cuda")
+    ours, _ = _pyrovae("cuda-graph", name, particles, 10, device="cuda")
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
