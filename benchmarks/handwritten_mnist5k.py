@@ -16,26 +16,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from baselines import HandwrittenVAE
 from pyrovae import load_dataset
-
-
-class HandwrittenVAE(nn.Module):
-    """The PyTorch-example VAE with one linear head for [mu | log sigma^2]."""
-
-    def __init__(self, x_dim: int = 784, hidden: int = 400, z_dim: int = 20) -> None:
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * z_dim))
-        self.dec = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
-
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-point SGVB-B: -KL (seed 000 eq. 4) + one-sample log p(x|z)."""
-        mu, log_var = self.enc(x).chunk(2, dim=-1)
-        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        recon = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
-        return recon - 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum(-1)
 
 
 def run(seed: int, checkpoints: list[int], data) -> dict:
