@@ -6,13 +6,15 @@ evaluation in nats per data point.
 """
 
 from .compare import compare
+from .conditional import CONDITIONINGS, ClassMeanPrior, Conditioning
 from .config import RunConfig
 from .data import DATASETS, Dataset, PPCA, load_dataset
-from .diagnostics import active_units, gradient_samples, gradient_variance
+from .diagnostics import active_units, class_mean_accuracy, gradient_samples, gradient_variance
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS, estimator, register_estimator
 from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
 from .families import FAMILIES, PRIORS, Family, register_family, register_prior
+from .klweight import KLWeight, linear_warmup
 from .likelihoods import LIKELIHOODS, LikelihoodSpec, register_likelihood
 from .runs import RunFolder, load_run
 from .train import FitResult, fit
@@ -23,7 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE", "fit", "FitResult", "evaluate_elbo", "elbo_terms", "log_likelihood", "log_weights",
     "estimator", "ESTIMATORS", "register_estimator", "compare",
-    "gradient_variance", "gradient_samples", "active_units",
+    "gradient_variance", "gradient_samples", "active_units", "class_mean_accuracy",
+    "CONDITIONINGS", "Conditioning", "ClassMeanPrior", "KLWeight", "linear_warmup",
     "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
 ]

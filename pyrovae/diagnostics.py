@@ -14,6 +14,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from .data import validate_labels
+from .errors import PyroVAEError
 from .estimators import estimator as make_estimator
 from .evaluate import seeded
 
@@ -96,13 +98,38 @@ def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
     return ratio, low, high
 
 
+def _posterior_means(vae, data: torch.Tensor, labels: Optional[torch.Tensor], batch_size: int) -> torch.Tensor:
+    data = data.to(next(vae.parameters()).device)
+    labels = vae.check_labels(labels, len(data))
+    rows = [slice(i, i + batch_size) for i in range(0, len(data), batch_size)]
+    return torch.cat([vae.encode(data[r], None if labels is None else labels[r].to(data.device)).mean
+                      for r in rows])
+
+
 @torch.no_grad()
-def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000,
+                 labels: Optional[torch.Tensor] = None) -> Tuple[int, torch.Tensor]:
     """Latent dimensions u with ``Cov_x(E_q[z_u | x]) > threshold`` (Burda et al. 2015, section 5.2).
 
-    Returns the count and the per-dimension variance of the posterior means over ``data``.
+    Returns the count and the per-dimension variance of the posterior means over ``data``
+    (``labels``: the rows' classes, for a CVAE whose encoder reads them).
     """
-    data = data.to(next(vae.parameters()).device)
-    means = torch.cat([vae.encode(data[i:i + batch_size]).mean for i in range(0, len(data), batch_size)])
-    activity = means.var(0)
+    activity = _posterior_means(vae, data, labels, batch_size).var(0)
     return int((activity > threshold).sum()), activity
+
+
+@torch.no_grad()
+def class_mean_accuracy(vae, data: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Accuracy of assigning each row's posterior mean to the nearest class mean ``mu^y``.
+
+    For ``conditional="prior"`` (seed 000 eq. 8): the KL ``1/2 |mu - mu^y|^2 + ...`` pulls the
+    codes of class y towards ``mu^y`` while the encoder never sees y, so the nearest class mean
+    is a classifier learned without a classification loss. Chance is ``1 / num_classes``.
+    """
+    means = getattr(vae.prior, "means", None)
+    if means is None:
+        raise PyroVAEError("nearest-class-mean accuracy needs a VAE with conditional='prior' (class means mu^y)")
+    labels = validate_labels(labels, len(data), vae.num_classes).to(means.device)
+    codes = _posterior_means(vae, data, labels, batch_size)
+    nearest = torch.cdist(codes, means).argmin(1)
+    return float((nearest == labels).double().mean())
