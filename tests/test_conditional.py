@@ -1,5 +1,10 @@
 """Class-conditional VAEs: the eq. 8 prior N(mu_y, I) of seed 000 and the CVAE with y in encoder and decoder."""
 
+import json
+import subprocess
+import sys
+
+import matplotlib.image
 import pyro
 import pyro.poutine as poutine
 import pytest
@@ -121,3 +126,32 @@ def test_conditional_prior_on_mnist_5k_learns_distinct_class_means():
     accuracy = class_mean_accuracy(vae, data.test, data.test_labels)
     print(f"nearest-class-mean accuracy: {accuracy:.3f}")
     assert accuracy > 0.5
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pyrovae", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_conditional_training_and_class_grid(tmp_path):
+    run = tmp_path / "run"
+    res = _cli("train", "--conditional", "prior", "--epochs", 1, "--latent-dim", 4, "--hidden", 32, "--no-progress",
+               "--device", "cpu", "--out", run, "--no-figures")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert (config["conditional"], config["num_classes"]) == ("prior", 10)
+    assert 0 <= summary["class_mean_accuracy"] <= 1 and "nearest class mean accuracy" in res.stdout
+    assert not list(run.glob("*.png")) and (run / "report.md").is_file()
+    res = _cli("plot", run, "--kind", "samples")
+    assert res.returncode == 0, res.stderr
+    assert matplotlib.image.imread(run / "samples.png").shape[:2] == (10 * 30 + 2, 8 * 30 + 2)  # a row per class
+    res = _cli("evaluate", run, "--samples", 5, "--no-progress")
+    assert res.returncode == 0, res.stderr
+
+
+def test_cli_conditional_needs_labels(tmp_path):
+    res = _cli("train", "--dataset", "synthetic", "--likelihood", "normal", "--conditional", "prior",
+               "--out", tmp_path / "run", "--no-progress")
+    assert res.returncode == 2 and "needs labelled data" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
