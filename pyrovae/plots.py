@@ -1,8 +1,8 @@
 """Figures of a trained VAE, one function per kind, resolved by name through :data:`PLOTS`.
 
-Image grids (``recon``, ``samples``, ``manifold``, ``interp``) are drawn with
-torchvision's :func:`~torchvision.utils.save_image`: ``B`` images of ``H x W``
-pixels in ``nrow`` columns make a PNG of
+Image grids (``recon``, ``samples``, ``manifold``, ``interp``) are laid out by
+torchvision's :func:`~torchvision.utils.make_grid` and saved as grey PNGs:
+``B`` images of ``H x W`` pixels in ``nrow`` columns make a PNG of
 ``rows * (H + PADDING) + PADDING`` by ``cols * (W + PADDING) + PADDING`` pixels.
 Every image is a decoded *mean* (the likelihood's mean, e.g. Bernoulli
 probabilities), not a sample. The other kinds are matplotlib figures of
@@ -212,13 +212,15 @@ def grid_tensor(kind: str, data: PlotData) -> torch.Tensor:
 
 
 def _save_grid(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int], path: Path) -> None:
-    from torchvision.utils import save_image
+    """Save the grid as an 8-bit grey PNG (make_grid repeats the one channel three times; a grey
+    PNG is a third of the RGB one that save_image would write)."""
+    from PIL import Image  # torchvision's own image library
 
-    grid = _grid(images, nrow, image_shape)
-    atomic_write(path, lambda f: save_image(grid, f, format="png"))
+    grey = _grid(images, nrow, image_shape)[0].mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+    atomic_write(path, lambda f: Image.fromarray(grey).save(f, format="png", optimize=True))
 
 
-def _labels(data: PlotData, rows: slice) -> Optional[torch.Tensor]:
+def _labels(data: PlotData, rows) -> Optional[torch.Tensor]:
     return None if data.labels is None else data.labels[rows]
 
 
@@ -228,10 +230,14 @@ def _labels(data: PlotData, rows: slice) -> Optional[torch.Tensor]:
 @register_grid("recon", "test inputs (odd rows) above their reconstructions (even rows), decoded from the "
                         "posterior mean")
 def recon_images(data: PlotData) -> Tuple[torch.Tensor, int]:
-    """Two blocks of ``COLUMNS`` test inputs, each row of inputs followed by its reconstructions."""
+    """Two blocks of ``COLUMNS`` test inputs, each row of inputs followed by its reconstructions.
+
+    The inputs are spread evenly over the test set, which shows several classes where the rows
+    are sorted by label (mnist-5k's are).
+    """
     cols = min(COLUMNS, len(data.x))
     blocks = max(1, min(2, len(data.x) // cols))
-    rows = slice(0, cols * blocks)
+    rows = torch.linspace(0, len(data.x) - 1, cols * blocks).long()
     x, rec = data.x[rows], reconstruct(data.vae, data.x[rows], _labels(data, rows))
     pairs = [t for i in range(blocks) for t in (x[i * cols:(i + 1) * cols], rec[i * cols:(i + 1) * cols])]
     return torch.cat(pairs), cols
@@ -375,6 +381,7 @@ def draw_kl(data: PlotData, fig) -> None:
     for mask, colour, name in ((active, "C0", "active"), (~active, "0.7", "inactive")):
         if bool(mask.any()):
             ax.bar(dims[mask].tolist(), kl[mask].tolist(), color=colour, label=name)
+    ax.set_xlim(0.4, len(kl) + 0.6)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("latent dimension u")
     ax.set_ylabel("KL (nats / point)")
@@ -401,6 +408,7 @@ def draw_curves(data: PlotData, fig) -> None:
                 ax.plot(xs, [r[key] for r in data.metrics], style, marker="o", markersize=3, label=name)
         ax.set_title(f"{title} (nats / point)")
         ax.set_xlabel("training samples seen")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())  # 40k, not 40000
         if ax.lines:
             ax.legend(fontsize=8)
     beta, warmup = data.config.get("beta", 1.0), data.config.get("kl_warmup_epochs", 0)
