@@ -1,4 +1,4 @@
-"""The ``pyrovae`` command line: ``train``, ``evaluate``, ``compare`` and ``families``.
+"""The ``pyrovae`` command line: ``train``, ``evaluate``, ``compare``, ``plot`` and ``families``.
 
 Bad input never produces a traceback: every :class:`~pyrovae.errors.PyroVAEError`
 (and every argument error) becomes one line on stderr and exit code 2, and it
@@ -17,16 +17,21 @@ import pyro
 from tqdm.auto import tqdm
 
 from .compare import SETUPS, compare
+from .conditional import CONDITIONINGS, count_classes
 from .config import RESUMABLE_CHANGES, RunConfig
 from .data import BINARIZATIONS, DATASETS, load_dataset
+from .diagnostics import class_mean_accuracy
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
 from .fastpath import STEPS
 from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
+from .plots import PLOTS, write_figures
+from .run_report import write_run_report
 from .runs import RunFolder, load_run
 from .report import write_report
+from .tblog import TensorBoardLogger, require_tensorboard
 from .train import final_elbos, fit, resolve_device
 from .vae import vae_from_config
 
@@ -73,7 +78,17 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     a("--step", help=f"auto, {', '.join(STEPS.names())}: how a training step runs (default {d.step}; "
                      "eager re-runs the model's Python every step)")
     a("--out", default=None, help="run folder (default runs/<time>-<dataset>-<estimator>)")
+    a("--conditional", help=f"{'|'.join(CONDITIONINGS.names())}: class-conditional VAE on labelled data; "
+                            f"prior = N(mu_y, I) (seed 000 eq. 8), full = label into encoder and decoder "
+                            f"(default {d.conditional})")
+    a("--beta", type=float, help=f"KL weight of the training loss recon + beta * KL (default {d.beta:g})")
+    a("--kl-warmup-epochs", type=int, help="raise the KL weight linearly from 0 to beta over this many epochs "
+                                           f"(default {d.kl_warmup_epochs})")
+    a("--tensorboard", action="store_true", default=None, help="log scalars and image grids to RUN/tensorboard "
+                                                               "(needs the tensorboard package)")
     a("--resume", action="store_true", default=False, help="continue the run in --out from its checkpoint")
+    a("--no-figures", action="store_true", default=False, help="do not write figures at the end (report.md is "
+                                                               "still written)")
     a("--no-progress", action="store_true", default=False, help="hide the progress bar")
 
 
@@ -108,18 +123,47 @@ def cmd_train(args: argparse.Namespace) -> int:
                    f"{given.get('estimator', 'analytic')}"
     config = _train_config(args, given)
     resolve_device(config.device)
+    CONDITIONINGS.check(config.conditional)
+    if config.tensorboard:
+        require_tensorboard()  # before any work: a missing package is bad input too
     data = load_dataset(config.dataset, binarize=config.binarize, data_dir=config.data_dir,
                         download=args.download, seed=config.seed)
     config = dataclasses.replace(config, binarize=data.binarize)  # e.g. synthetic data is never binarized
+    if CONDITIONINGS[config.conditional].needs_labels and config.num_classes is None:
+        config = dataclasses.replace(config, num_classes=count_classes(data.train_labels))
     pyro.set_rng_seed(config.seed)  # the initial weights belong to the seed too
     vae = vae_from_config(config, data.x_dim)
     config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
+    callback = (TensorBoardLogger(args.out, data.test, data.test_labels, data.image_shape, config.seed)
+                if config.tensorboard else None)
     result = fit(vae, data.train, test=data.test, estimator=config.estimator, num_particles=config.particles,
                  epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                  device=config.device, seed=config.seed, dynamic_binarization=data.dynamic, out=args.out,
-                 resume=args.resume, config=config, progress=not args.no_progress, step=config.step)
-    _print_result(args.out, result.metrics[-1] if result.metrics else {}, result.summary)
+                 resume=args.resume, config=config, progress=not args.no_progress, callback=callback,
+                 train_labels=data.train_labels, test_labels=data.test_labels, beta=config.beta,
+                 kl_warmup_epochs=config.kl_warmup_epochs, step=config.step)
+    if callback is not None:
+        callback.close()
+    summary = _conditional_summary(args.out, vae, data, result.summary)
+    _print_result(args.out, result.metrics[-1] if result.metrics else {}, summary)
+    _write_figures_and_report(args.out, None if args.no_figures else ())
     return 0
+
+
+def _conditional_summary(out: str, vae, data, summary: dict) -> dict:
+    """For the class-mean prior of seed 000 eq. 8: add the nearest-class-mean test accuracy."""
+    if not vae.conditioning.class_prior:
+        return summary
+    accuracy = class_mean_accuracy(vae, data.test, data.test_labels)
+    return RunFolder(out).update_summary(class_mean_accuracy=accuracy)
+
+
+def _write_figures_and_report(run: str, kinds, device: str = "cpu") -> None:
+    """Figures (``kinds``: None for none, ``()`` for every one that applies), then ``report.md``."""
+    if kinds is not None:
+        for kind, path in write_figures(run, list(kinds) or None, device=device).items():
+            print(f"  figure {kind:<9} {path}")
+    print(f"report: {write_run_report(run)}")
 
 
 def _print_result(out: str, last: dict, summary: dict) -> None:
@@ -130,6 +174,8 @@ def _print_result(out: str, last: dict, summary: dict) -> None:
             print(f"  {key:<11} {value:.3f}" if isinstance(value, float) else f"  {key:<11} {value}")
     for name, value in summary.get("test_elbo", {}).items():
         print(f"  test ELBO ({name}): {value:.3f} nats/point")
+    if "class_mean_accuracy" in summary:
+        print(f"  nearest class mean accuracy (test): {summary['class_mean_accuracy']:.3f}")
     for site, route in summary.get("kl_routes", {}).items():
         print(f"  KL at site {site!r}: {route}")
 
@@ -139,13 +185,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise PyroVAEError(f"--samples must be a positive integer, got {args.samples}")
     vae, config, data, folder = load_run(args.run, device=str(resolve_device(args.device)))
-    elbos = final_elbos(vae, data.test, config.seed)
-    ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed, progress=not args.no_progress)
+    elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels)
+    ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed, progress=not args.no_progress,
+                        labels=data.test_labels)
     folder.update_summary(test_elbo=elbos, log_likelihood={"nats": ll, "num_samples": args.samples})
     for name, value in elbos.items():
         print(f"test ELBO ({name}): {value:.3f} nats/point")
     print(f"test log p(x) (K={args.samples}): {ll:.3f} nats/point")
+    write_run_report(folder.path)
     return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``pyrovae plot``: write figures of a run into its folder and refresh its report.md."""
+    _write_figures_and_report(args.run, args.kind or (), device=str(resolve_device(args.device)))
+    return 0
+
+
+def _add_plot(sub) -> None:
+    kinds = "\n".join(f"  {name:<9} {spec.description}" for name, spec in PLOTS.items())
+    p = sub.add_parser("plot", help="draw figures of a run", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write figures of a run into its folder as <kind>.png and refresh report.md.\n"
+                                   f"Kinds:\n{kinds}")
+    p.add_argument("run", help="run folder written by pyrovae train")
+    p.add_argument("--kind", type=_names(PLOTS), default=None,
+                   help="comma-separated kinds (default: every kind that applies to the run; manifold needs Nz = 2)")
+    p.add_argument("--device", default="cpu", help="device to draw on (default cpu)")
+    p.set_defaults(func=cmd_plot)
 
 
 def cmd_families(args: argparse.Namespace) -> int:
@@ -263,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=cmd_evaluate)
     _add_compare(sub)
+    _add_plot(sub)
     fam = sub.add_parser("families", help="list distribution families",
                          description="List posterior/prior families and likelihoods.")
     fam.add_argument("--kl-table", action="store_true", help="print which (posterior, prior) pairs have a closed-form KL")

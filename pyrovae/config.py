@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import PyroVAEError
+from .klweight import check_kl_weighting
 
-#: Fields that may differ when resuming: more epochs, another device or step implementation.
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step")
+#: Fields that may differ when resuming: more epochs, another device or step implementation,
+#: TensorBoard on or off.
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step", "tensorboard")
 
 
 @dataclass
@@ -38,10 +40,16 @@ class RunConfig:
     optimizer: str = "adam"
     device: str = "auto"
     seed: int = 0
+    conditional: str = "none"  # none, prior (seed 000 eq. 8) or full (CVAE); see pyrovae.conditional
+    num_classes: Optional[int] = None  # label classes of a conditional run, taken from the data
+    beta: float = 1.0  # KL weight of seed 004: recon + beta * KL
+    kl_warmup_epochs: int = 0  # linear KL warm-up from 0 to beta over this many epochs
+    tensorboard: bool = False
     step: str = "auto"  # how a training step runs: auto, jit, cuda-graph or eager (fastpath.STEPS)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
+        check_kl_weighting(self.beta, self.kl_warmup_epochs)
         for name in ("latent_dim", "particles", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

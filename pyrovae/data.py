@@ -161,6 +161,20 @@ def _check_labels(y: Any, n_rows: int, name: str) -> torch.Tensor:
     return t.to(torch.int64)
 
 
+def validate_labels(y: Any, n_rows: int, num_classes: int | None = None, name: str = "labels") -> torch.Tensor:
+    """Check class labels and return them as an int64 vector of length ``n_rows``.
+
+    With ``num_classes``, every label must lie in ``0 .. num_classes - 1``;
+    a :class:`PyroVAEError` names the first one that does not.
+    """
+    t = _check_labels(y, n_rows, name)
+    if num_classes is not None:
+        bad = (t < 0) | (t >= num_classes)
+        if bool(bad.any()):
+            raise PyroVAEError(f"{name} must lie in 0..{num_classes - 1}, got {int(t[bad][0])}")
+    return t
+
+
 def _one_line(exc: BaseException) -> str:
     """First line of an exception's message, so errors stay one line."""
     text = str(exc).strip().splitlines()

@@ -6,6 +6,9 @@ parameters on one fixed minibatch (SPEC section 5), grouped by network: the
 (generative network, likelihood and prior). ``gradient_variance`` summarizes
 them: total variance ``tr Var[g]``, mean squared norm ``E||g||^2`` and the
 signal-to-noise ratio ``||E g|| / sqrt(tr Var[g])`` (cf. Rainforth et al. 2018).
+
+``active_units``, ``kl_per_dimension`` and ``class_mean_accuracy`` look at the
+latent space of a trained VAE.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import torch
+from torch.distributions import Distribution, Independent, kl_divergence
 
+from .data import validate_labels
+from .errors import PyroVAEError
 from .estimators import estimator as make_estimator
 from .evaluate import seeded
+from .kl import describe
 
 #: Which VAE children make up each network.
 GROUPS = {"encoder": ("encoder", "posterior"), "decoder": ("decoder", "likelihood", "prior")}
@@ -96,13 +103,70 @@ def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
     return ratio, low, high
 
 
+def _posterior_means(vae, data: torch.Tensor, labels: Optional[torch.Tensor], batch_size: int) -> torch.Tensor:
+    data = data.to(next(vae.parameters()).device)
+    labels = vae.check_labels(labels, len(data))
+    rows = [slice(i, i + batch_size) for i in range(0, len(data), batch_size)]
+    return torch.cat([vae.encode(data[r], None if labels is None else labels[r].to(data.device)).mean
+                      for r in rows])
+
+
 @torch.no_grad()
-def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000,
+                 labels: Optional[torch.Tensor] = None) -> Tuple[int, torch.Tensor]:
     """Latent dimensions u with ``Cov_x(E_q[z_u | x]) > threshold`` (Burda et al. 2015, section 5.2).
 
-    Returns the count and the per-dimension variance of the posterior means over ``data``.
+    Returns the count and the per-dimension variance of the posterior means over ``data``
+    (``labels``: the rows' classes, for a CVAE whose encoder reads them).
+    """
+    activity = _posterior_means(vae, data, labels, batch_size).var(0)
+    return int((activity > threshold).sum()), activity
+
+
+@torch.no_grad()
+def class_mean_accuracy(vae, data: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Accuracy of assigning each row's posterior mean to the nearest class mean ``mu^y``.
+
+    For ``conditional="prior"`` (seed 000 eq. 8): the KL ``1/2 |mu - mu^y|^2 + ...`` pulls the
+    codes of class y towards ``mu^y`` while the encoder never sees y, so the nearest class mean
+    is a classifier learned without a classification loss. Chance is ``1 / num_classes``.
+    """
+    means = getattr(vae.prior, "means", None)
+    if means is None:
+        raise PyroVAEError("nearest-class-mean accuracy needs a VAE with conditional='prior' (class means mu^y)")
+    labels = validate_labels(labels, len(data), vae.num_classes).to(means.device)
+    codes = _posterior_means(vae, data, labels, batch_size)
+    nearest = torch.cdist(codes, means).argmin(1)
+    return float((nearest == labels).double().mean())
+
+
+def _coordinates(d: Distribution) -> Distribution:
+    """The per-coordinate distribution of ``d`` when it factorizes over the latent dimensions."""
+    if isinstance(d, Independent) and d.reinterpreted_batch_ndims == 1 and d.base_dist.event_shape == ():
+        return d.base_dist
+    raise PyroVAEError(f"the KL per latent dimension needs a posterior and a prior that factorize over "
+                       f"the dimensions; {describe(d)} does not")
+
+
+@torch.no_grad()
+def kl_per_dimension(vae, data: torch.Tensor, labels: Optional[torch.Tensor] = None, num_samples: int = 64,
+                     batch_size: int = 1000) -> torch.Tensor:
+    """``KL(q(z_u|x) || p(z_u))`` for each latent dimension u, averaged over the rows of ``data``.
+
+    For a factorized posterior and prior the KL is the sum of these terms, so they show which
+    units carry information (seed 000 eq. 4, one term of the sum per dimension). Closed form
+    where torch registers one, else a Monte-Carlo mean over ``num_samples`` draws from q.
     """
     data = data.to(next(vae.parameters()).device)
-    means = torch.cat([vae.encode(data[i:i + batch_size]).mean for i in range(0, len(data), batch_size)])
-    activity = means.var(0)
-    return int((activity > threshold).sum()), activity
+    labels = vae.check_labels(labels, len(data))
+    total = torch.zeros(vae.z_dim, dtype=data.dtype, device=data.device)
+    for i in range(0, len(data), batch_size):
+        y = None if labels is None else labels[i:i + batch_size].to(data.device)
+        q, p = _coordinates(vae.encode(data[i:i + batch_size], y)), _coordinates(vae.prior(y))
+        try:
+            kl = kl_divergence(q, p)
+        except NotImplementedError:
+            z = q.sample((num_samples,))
+            kl = (q.log_prob(z) - p.log_prob(z)).mean(0)
+        total += kl.sum(0)
+    return total / len(data)

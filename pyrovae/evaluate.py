@@ -3,6 +3,10 @@
 All functions take an optional ``seed``. With one, they run on a forked RNG
 stream, so evaluating never perturbs the training stream (a resumed run stays
 bit-identical) and repeated evaluations give identical numbers.
+
+They report the true bound whatever KL weight (beta, warm-up) the VAE was
+trained with: each runs with ``vae.kl_weight = 1``. A conditional VAE takes
+the ``labels`` of the rows (ignored by an unconditional one).
 """
 
 from __future__ import annotations
@@ -48,9 +52,24 @@ def _device(vae) -> torch.device:
     return next(vae.parameters()).device
 
 
+@contextlib.contextmanager
+def _true_bound(vae, data: torch.Tensor, labels) -> Iterator[Optional[torch.Tensor]]:
+    """Within the block, ``vae`` weights its KL by 1; yields the checked labels on ``data``'s device."""
+    weighted = getattr(vae, "kl_weighted", None)
+    check = getattr(vae, "check_labels", None)
+    y = None if check is None else check(labels, len(data))
+    with weighted(1.0) if weighted is not None else contextlib.nullcontext():
+        yield None if y is None else y.to(data.device)
+
+
+def _at(labels: Optional[torch.Tensor], rows: slice) -> Dict[str, torch.Tensor]:
+    """Keyword arguments passing the labels of ``rows`` to model and guide (none without labels)."""
+    return {} if labels is None else {"y": labels[rows]}
+
+
 @torch.no_grad()
 def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles: int = 1,
-                  batch_size: int = 1000, seed: Optional[int] = None) -> float:
+                  batch_size: int = 1000, seed: Optional[int] = None, labels=None) -> float:
     """The ELBO of ``data`` under ``vae`` by the named estimator, in nats per data point.
 
     ``mc`` and ``analytic`` estimate the same bound (Kingma & Welling 2013,
@@ -59,9 +78,9 @@ def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles:
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
     data = data.to(_device(vae))
     total = 0.0
-    with seeded(seed, data.device):
+    with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for rows in _chunks(len(data), batch_size):
-            total -= est.loss(vae.model, vae.guide, data[rows])
+            total -= est.loss(vae.model, vae.guide, data[rows], **_at(y, rows))
     return total / len(data)
 
 
@@ -81,7 +100,7 @@ def _site_kl(p_site, q_site) -> torch.Tensor:
 
 @torch.no_grad()
 def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
-               seed: Optional[int] = None) -> Dict[str, float]:
+               seed: Optional[int] = None, labels=None) -> Dict[str, float]:
     """``{"elbo", "recon", "kl"}`` in nats per data point, with ``elbo = recon - kl``.
 
     ``recon`` is a one-sample estimate of ``E_q[log p(x|z)]``; ``kl`` is exact
@@ -89,9 +108,9 @@ def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
     """
     data = data.to(_device(vae))
     recon = kl = 0.0
-    with seeded(seed, data.device):
+    with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for rows in _chunks(len(data), batch_size):
-            model_trace, guide_trace = _traces(vae.model, vae.guide, data[rows])
+            model_trace, guide_trace = _traces(vae.model, vae.guide, data[rows], **_at(y, rows))
             for name, p_site, q_site in latent_sites(model_trace, guide_trace):
                 kl += float(_site_kl(p_site, q_site))
             recon += sum(float(s["fn"].log_prob(s["value"]).sum()) for s in model_trace.nodes.values()
@@ -116,7 +135,7 @@ def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
 @torch.no_grad()
 def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    seed: Optional[int] = None, row_budget: int = DEFAULT_ROW_BUDGET,
-                   progress: bool = False) -> float:
+                   progress: bool = False, labels=None) -> float:
     """Importance-sampled ``log p(x)`` in nats per data point (Burda et al. 2015, eq. 8 with q as proposal).
 
         log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
@@ -128,12 +147,12 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
     data = data.to(_device(vae))
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
     total = 0.0
-    with seeded(seed, data.device):
+    with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for rows in tqdm(list(_chunks(len(data), batch_size)), desc=f"log p(x), K={num_samples}",
                          unit="batch", disable=not progress, dynamic_ncols=True):
             acc = torch.full((rows.stop - rows.start,), -math.inf, dtype=data.dtype, device=data.device)
             for k in _chunks(num_samples, per_chunk):
-                lw = log_weights(vae.model, vae.guide, data[rows], num_particles=k.stop - k.start)
+                lw = log_weights(vae.model, vae.guide, data[rows], **_at(y, rows), num_particles=k.stop - k.start)
                 acc = torch.logaddexp(acc, lw.logsumexp(0))
             total += float((acc - math.log(num_samples)).sum())
     return total / len(data)

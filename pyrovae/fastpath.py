@@ -70,14 +70,14 @@ class EagerStep:
     def __init__(self, vae, est, optim: torch.optim.Optimizer) -> None:
         self.vae, self.est, self.optim = vae, est, optim
 
-    def loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """The estimator's loss on the rows ``x[idx]``, scaled by ``N/M``."""
-        return self.est.differentiable_loss(self.vae.model, self.vae.guide, x, subsample=idx)
+    def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
+        """The estimator's loss on the rows ``x[idx]`` (and ``data``, e.g. labels ``y``), scaled by ``N/M``."""
+        return self.est.differentiable_loss(self.vae.model, self.vae.guide, x, subsample=idx, **data)
 
-    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
         """Take one step; return the loss as a detached device tensor (no host sync)."""
         self.optim.zero_grad(set_to_none=True)
-        loss = self.loss(x, idx)
+        loss = self.loss(x, idx, **data)
         loss.backward()
         self.optim.step()
         return loss.detach()
@@ -89,6 +89,16 @@ STEPS.register("eager", EagerStep)
 def traceable(est) -> bool:
     """Whether the estimator's gradient is all in its loss graph (no autograd hooks), as a recording needs."""
     return getattr(est, "traceable", True)
+
+
+def recording_key(module) -> Hashable:
+    """Python values a recording depends on besides shapes: ``module.recording_key()`` if defined.
+
+    A model whose Python constants change during training (the VAE's KL weight under a warm-up)
+    declares them there, and gets one recording per value.
+    """
+    fn = getattr(module, "recording_key", None)
+    return fn() if fn is not None else None
 
 
 def _param_sites(fn: Callable[[], torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -125,17 +135,19 @@ class TracedStep(EagerStep):
         self._eager = not traceable(est) and self._refuse(
             f"estimator {type(est).__name__}'s gradient hooks are not part of a recording")
 
-    def loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """The recorded loss for this shape (recorded now if it is new)."""
-        key = (tuple(x.shape), tuple(idx.shape), x.dtype, x.device)
+    def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
+        """The recorded loss for these shapes (recorded now if they are new)."""
+        names = tuple(sorted(data))
+        args = (x, idx, *(data[k] for k in names))
+        key = (names, tuple((a.shape, a.dtype) for a in args), x.device, recording_key(self.vae))
         if not self._eager and key not in self._compiled:
-            self._compiled[key] = self._record(x, idx)
+            self._compiled[key] = self._record(args, names)
         if self._eager:
-            return super().loss(x, idx)
+            return super().loss(x, idx, **data)
         # Run the recording as recorded: TorchScript's optimizing executor would re-plan it after a
         # few profiling runs, so a resumed run (fewer runs so far) would round differently.
         with torch.jit.optimized_execution(False):
-            return self._compiled[key](*self._params, x, idx)
+            return self._compiled[key](*self._params, *args)
 
     def _refuse(self, reason: str) -> bool:
         message = f"step 'jit' cannot record this model: {reason}; use step='eager'"
@@ -144,16 +156,21 @@ class TracedStep(EagerStep):
         warnings.warn(message.replace("; use step='eager'", "; running it eagerly"), RuntimeWarning)
         return True
 
-    def _record(self, x: torch.Tensor, idx: torch.Tensor) -> Optional[torch.jit.ScriptFunction]:
+    def _eager_loss(self, args: tuple, names: tuple) -> torch.Tensor:
+        return super().loss(args[0], args[1], **dict(zip(names, args[2:])))
+
+    def _record(self, args: tuple, names: tuple) -> Optional[torch.jit.ScriptFunction]:
+        x, idx = args[:2]
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            stray = self._stray_params(x, idx)
+            stray = self._stray_params(args, names)
             if stray:
                 self._eager = self._refuse(f"it uses pyro.param {', '.join(stray)} outside the module, "
                                            "which a recording would freeze as a constant")
                 return None
             try:
-                recording = self._trace(x, idx)
-                mismatch = self._mismatch(recording, x, torch.remainder(idx + 1, len(x)))  # other rows
+                recording = self._trace(args, names)
+                other = (x, torch.remainder(idx + 1, len(x)), *args[2:])  # the same shapes, other rows
+                mismatch = self._mismatch(recording, other, names)
             except Exception as err:  # noqa: BLE001 - e.g. torch.distributions code that is not traceable
                 mismatch = f"{type(err).__name__}: {err}".splitlines()[0]
         if mismatch:
@@ -161,26 +178,27 @@ class TracedStep(EagerStep):
             return None
         return recording
 
-    def _stray_params(self, x: torch.Tensor, idx: torch.Tensor) -> list:
+    def _stray_params(self, args: tuple, names: tuple) -> list:
         own = {id(p) for p in self._params}
-        used = _param_sites(lambda: super(TracedStep, self).loss(x, idx))
+        used = _param_sites(lambda: self._eager_loss(args, names))
         return [name for name, p in used.items() if p.requires_grad and id(p) not in own]
 
-    def _trace(self, x: torch.Tensor, idx: torch.Tensor) -> torch.jit.ScriptFunction:
-        eager, n = super().loss, len(self._params)  # every module parameter is a graph input
+    def _trace(self, args: tuple, names: tuple) -> torch.jit.ScriptFunction:
+        n = len(self._params)  # every module parameter is a graph input
         with pyro.validation_enabled(False), warnings.catch_warnings():
             # Python numbers taken from tensors (N/M) become constants: _mismatch checks them.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             # torch >= 2.9 marks jit.trace deprecated in favour of torch.compile, but dynamo breaks
             # the graph at every Pyro messenger and recompiles per step (docs/performance.md).
             warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", FutureWarning)
-            return torch.jit.trace(lambda *a: eager(a[n], a[n + 1]), (*self._params, x, idx), check_trace=False)
+            return torch.jit.trace(lambda *a: self._eager_loss(a[n:], names), (*self._params, *args),
+                                   check_trace=False)
 
-    def _mismatch(self, recording, x: torch.Tensor, idx: torch.Tensor) -> Optional[str]:
-        """``None`` if the recording gives the eager loss and gradients on ``x[idx]``, else why not."""
+    def _mismatch(self, recording, args: tuple, names: tuple) -> Optional[str]:
+        """``None`` if the recording gives the eager loss and gradients on ``args``, else why not."""
         results = []
-        for run in (lambda: super(TracedStep, self).loss(x, idx), lambda: recording(*self._params, x, idx)):
-            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        for run in (lambda: self._eager_loss(args, names), lambda: recording(*self._params, *args)):
+            with torch.random.fork_rng(devices=[args[0].device] if args[0].device.type == "cuda" else []):
                 loss = run()
                 grads = torch.autograd.grad(loss, self._params, allow_unused=True)
             results.append([loss.detach()] + [g for g in grads if g is not None])
@@ -216,14 +234,14 @@ class GraphStep(EagerStep):
             raise PyroVAEError("step 'cuda-graph' needs CUDA; use step='jit' or 'eager'")
         self._graphs: Dict[Hashable, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._seen: Dict[Hashable, int] = {}
-        self._x: Optional[torch.Tensor] = None
-        self._source: Optional[torch.Tensor] = None
+        self._static: Dict[str, torch.Tensor] = {}  # device buffers the graphs read: x and any labels
+        self._sources: Dict[str, torch.Tensor] = {}
         self._pool = None
 
-    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
         """One step; the returned loss tensor is overwritten by the next replay."""
-        self._stage(x)
-        key = tuple(idx.shape)
+        self._stage({"x": x, **data})
+        key = (tuple(idx.shape), tuple(sorted(data)), recording_key(self.vae))
         if key in self._graphs:
             graph, static_idx, static_loss = self._graphs[key]
             static_idx.copy_(idx)
@@ -231,16 +249,19 @@ class GraphStep(EagerStep):
             return static_loss
         self._seen[key] = self._seen.get(key, 0) + 1
         if self._seen[key] <= self.warmup:
-            return self._side_stream(lambda: super(GraphStep, self).__call__(self._x, idx))
+            return self._side_stream(lambda: super(GraphStep, self).__call__(idx=idx, **self._static))
         return self._capture(key, idx)
 
-    def _stage(self, x: torch.Tensor) -> None:
-        if x is self._source:
-            return
-        if self._x is None or self._x.shape != x.shape or self._x.dtype != x.dtype:
-            self._x, self._graphs, self._seen = torch.empty_like(x), {}, {}
-        self._x.copy_(x)
-        self._source = x
+    def _stage(self, tensors: Dict[str, torch.Tensor]) -> None:
+        for name, t in tensors.items():
+            if self._sources.get(name) is t:
+                continue
+            buffer = self._static.get(name)
+            if buffer is None or buffer.shape != t.shape or buffer.dtype != t.dtype:
+                # New buffers: graphs that read the old ones are dropped and captured again.
+                self._static[name], self._graphs, self._seen = torch.empty_like(t), {}, {}
+            self._static[name].copy_(t)
+            self._sources[name] = t
 
     @staticmethod
     def _side_stream(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -256,7 +277,7 @@ class GraphStep(EagerStep):
         graph = torch.cuda.CUDAGraph()
         self.optim.zero_grad(set_to_none=True)  # the graph's backward allocates the grads it reuses
         with pyro.validation_enabled(False), torch.cuda.graph(graph, pool=self._pool):
-            static_loss = self.loss(self._x, static_idx)
+            static_loss = self.loss(idx=static_idx, **self._static)
             static_loss.backward()
             self.optim.step()
             static_loss = static_loss.detach()

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import validate_array
 from .errors import PyroVAEError
-from .estimators import MissingKLError, estimator as make_estimator
+from .estimators import ESTIMATORS, MissingKLError, estimator as make_estimator
 from .evaluate import elbo_terms, evaluate_elbo, seeded
 from .fastpath import STEPS, build_step, make_optimizer
+from .klweight import linear_warmup
 from .registry import Registry
 from .runs import RunFolder
 
@@ -69,11 +70,11 @@ def _prepare(vae, x, what: str, device: torch.device, dtype: torch.dtype) -> tor
     return x
 
 
-def _preflight(vae, est, x: torch.Tensor) -> None:
+def _preflight(vae, est, x: torch.Tensor, labels: Dict[str, torch.Tensor]) -> None:
     """Run the loss once on two rows, on a private RNG stream, so model/estimator errors surface
     before any file is written."""
     with seeded(0, x.device):
-        est.differentiable_loss(vae.model, vae.guide, x[:2])
+        est.differentiable_loss(vae.model, vae.guide, x[:2], **{k: y[:2] for k, y in labels.items()})
 
 
 def _rng_state(device: torch.device, data_rng: torch.Generator) -> Dict[str, Any]:
@@ -97,9 +98,12 @@ class _Trainer:
     COUNTERS = ("epoch", "samples_seen", "seconds", "wall_time")
 
     def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
-                 callback=None, step="auto"):
+                 callback=None, labels=(None, None), kl_schedule=linear_warmup(), step="auto"):
         self.vae, self.est, self.optim = vae, est, optim
         self.step_fn = build_step(step, vae, est, optim, train.device)
+        # Class labels of a conditional VAE, as model/guide keyword arguments (empty otherwise).
+        self.labels, self.test_labels = ({} if labels[0] is None else {"y": labels[0]}), labels[1]
+        self.kl_schedule = kl_schedule  # KL weight of each epoch (beta and warm-up)
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
         self.folder, self.config, self.callback = folder, config, callback
@@ -140,7 +144,7 @@ class _Trainer:
 
     def step(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch ``x[idx]``; returns the detached loss (no host sync)."""
-        return self.step_fn(x, idx)
+        return self.step_fn(x, idx, **self.labels)
 
     def run_epoch(self, bar) -> torch.Tensor:
         n = len(self.train)
@@ -173,7 +177,7 @@ class _Trainer:
         record = {"epoch": self.epoch, "samples_seen": self.samples_seen,
                   "train_elbo": -float(losses.mean()) / len(self.train)}
         if self.test is not None:
-            terms = elbo_terms(self.vae, self.test, seed=self.seed)
+            terms = elbo_terms(self.vae, self.test, seed=self.seed, labels=self.test_labels)
             record.update(test_elbo=terms["elbo"], test_kl=terms["kl"], test_recon=terms["recon"])
         record["seconds"] = self.seconds
         self.metrics.append(record)
@@ -186,6 +190,7 @@ class _Trainer:
             warnings.filterwarnings("ignore", message="Encountered NaN")
             while self.epoch < epochs:
                 start = time.perf_counter()
+                self.vae.kl_weight = self.kl_schedule(self.epoch)  # evaluation resets it to 1 itself
                 losses = self.run_epoch(bar)
                 self.check_finite(losses)  # reads the losses: a device sync, so the time below is complete
                 self.end_epoch(losses, time.perf_counter() - start)
@@ -206,7 +211,8 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         batch_size: int = 100, lr: float = 1e-3, optimizer: str = "adam", device: str = "auto",
         seed: int = 0, dynamic_binarization: bool = False, out: Optional[str] = None,
         resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True,
-        callback: Optional[Callable[[int, Any], None]] = None, step: str = "auto") -> FitResult:
+        callback: Optional[Callable[[int, Any], None]] = None, train_labels=None, test_labels=None,
+        beta: float = 1.0, kl_warmup_epochs: int = 0, step: str = "auto") -> FitResult:
     """Train ``vae`` on ``train`` with SVI and the named ELBO estimator.
 
     Seed the initial weights yourself (``pyro.set_rng_seed``) before building
@@ -232,6 +238,12 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         else ``jit``. All give the same parameters as plain Pyro SVI (up to rounding).
     :param callback: ``callback(epoch, vae)`` after every epoch (after its checkpoint), e.g. for
         diagnostics; it should leave the global RNG alone (see :func:`pyrovae.evaluate.seeded`).
+    :param train_labels: integer class labels of the ``train`` rows (``test_labels`` of the
+        ``test`` rows); needed by a conditional VAE, unused by an unconditional one.
+    :param beta: weight of the KL in the training loss ``recon + beta * KL`` (seed 004).
+    :param kl_warmup_epochs: anneal the weight linearly from 0 to ``beta`` over this many
+        epochs, one value per epoch (see :func:`pyrovae.klweight.linear_warmup`). Reported test
+        ELBOs are always the true bound (weight 1).
     :returns: a :class:`FitResult`; ELBOs are in nats per data point.
     """
     opt_cls = OPTIMIZERS[optimizer]
@@ -239,25 +251,30 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         STEPS.get(step, "step")
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
     _check_positive(epochs=epochs, batch_size=batch_size)
+    schedule = linear_warmup(beta, kl_warmup_epochs)
+    if (beta != 1 or kl_warmup_epochs) and not ESTIMATORS[estimator].kl_weighting:
+        raise PyroVAEError(f"estimator {estimator!r} has no separate KL term for beta or a KL warm-up to "
+                           "weight; use mc, analytic, auto or stl")
     if not lr > 0:
         raise PyroVAEError(f"lr must be positive, got {lr!r}")
     dev = resolve_device(device)
     dtype = next(vae.parameters()).dtype
     train = _prepare(vae, train, "train data", dev, dtype)
     test = None if test is None else _prepare(vae, test, "test data", dev, dtype)
+    labels = _labels(vae, train_labels, train, "train labels"), _labels(vae, test_labels, test, "test labels")
     if batch_size > len(train):
         raise PyroVAEError(f"batch size {batch_size} is larger than the {len(train)} training points")
     vae.to(dev)
-    _preflight(vae, est, train)
+    _preflight(vae, est, train, {} if labels[0] is None else {"y": labels[0]})
 
     folder = RunFolder(out) if out is not None else None
     config = config or _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer,
-                                         device, seed, dynamic_binarization)
+                                         device, seed, dynamic_binarization, beta, kl_warmup_epochs)
     if config.prior is None:
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     optim = make_optimizer(opt_cls, vae.parameters(), lr, dev, capturable=dev.type == "cuda")
     trainer = _Trainer(vae, est, optim, train, test, batch_size, dynamic_binarization, seed, folder, config,
-                       progress, callback, step)
+                       progress, callback, labels, schedule, step)
     if resume:
         _resume(trainer, folder, epochs, dev)
     else:
@@ -265,7 +282,9 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
             folder.check_new()
         pyro.set_rng_seed(seed)
 
-    with pyro.get_param_store().scope():  # keep the user's param store free of our names
+    # The param store scope keeps the user's store free of our names; the trainer sets the KL
+    # weight per epoch and kl_weighted restores the VAE's own weight when training ends.
+    with pyro.get_param_store().scope(), vae.kl_weighted(vae.kl_weight):
         trainer.run(epochs)
     summary = _summary(trainer, estimator, dev)
     if folder is not None:
@@ -282,21 +301,30 @@ def _resume(trainer: _Trainer, folder: Optional[RunFolder], epochs: int, device:
         raise PyroVAEError(f"run {folder.path} already has {trainer.epoch} epochs; ask for at least that many")
 
 
+def _labels(vae, labels, x: Optional[torch.Tensor], what: str) -> Optional[torch.Tensor]:
+    """Checked labels on ``x``'s device for a conditional VAE; None for an unconditional one."""
+    if x is None:
+        return None
+    y = vae.check_labels(labels, len(x), what)
+    return None if y is None else y.to(x.device)
+
+
 def _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer, device, seed,
-                      dynamic) -> RunConfig:
+                      dynamic, beta, kl_warmup_epochs) -> RunConfig:
     names = vae.names
     return RunConfig(dataset=None, binarize="dynamic" if dynamic else "none", latent_dim=vae.z_dim,
                      hidden=vae.hidden, activation=names["activation"], posterior=names["posterior"],
                      prior=names["prior"], likelihood=names["likelihood"], estimator=estimator,
                      particles=num_particles, epochs=epochs, batch_size=batch_size, lr=lr,
-                     optimizer=optimizer, device=device, seed=seed)
+                     optimizer=optimizer, device=device, seed=seed, conditional=names["conditional"],
+                     num_classes=vae.num_classes, beta=float(beta), kl_warmup_epochs=kl_warmup_epochs)
 
 
-def final_elbos(vae, test: torch.Tensor, seed: int) -> Dict[str, float]:
-    """The test ELBO under ``mc`` and, where every KL has a closed form, ``analytic``."""
-    out = {"mc": evaluate_elbo(vae, test, "mc", seed=seed)}
+def final_elbos(vae, test: torch.Tensor, seed: int, labels=None) -> Dict[str, float]:
+    """The test ELBO under ``mc`` and, where every KL has a closed form, ``analytic`` (at KL weight 1)."""
+    out = {"mc": evaluate_elbo(vae, test, "mc", seed=seed, labels=labels)}
     try:
-        out["analytic"] = evaluate_elbo(vae, test, "analytic", seed=seed)
+        out["analytic"] = evaluate_elbo(vae, test, "analytic", seed=seed, labels=labels)
     except MissingKLError:
         pass
     return out
@@ -310,5 +338,5 @@ def _summary(trainer: _Trainer, estimator: str, device: torch.device) -> Dict[st
         "train_seconds": trainer.seconds, "wall_time": trainer.wall_time,
     }
     if trainer.test is not None:
-        summary["test_elbo"] = final_elbos(trainer.vae, trainer.test, trainer.seed)
+        summary["test_elbo"] = final_elbos(trainer.vae, trainer.test, trainer.seed, trainer.test_labels)
     return summary

@@ -8,19 +8,30 @@ Minibatches follow Pyro's subsampling idiom. ``x`` is the whole data set (or
 whatever rows the caller wants scored) and ``subsample`` the indices of the
 minibatch; ``pyro.plate("data", size=N, subsample=idx)`` then scales every
 log-density by ``N/M``, the paper's minibatch estimator (eq. 8).
+
+A class-conditional VAE (``conditional="prior"`` or ``"full"``, see
+:mod:`pyrovae.conditional`) also takes the labels ``y`` of the same rows:
+``model(x, y, subsample)``. The latent site's log-density is multiplied by
+:attr:`VAE.kl_weight` in both programs, so any ELBO estimator optimizes
+``recon + kl_weight * KL`` (seed 004's beta, see :mod:`pyrovae.klweight`).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import contextlib
+from typing import Iterator, Optional, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .conditional import CONDITIONINGS, ClassMeanPrior, with_label
+from .data import validate_labels
 from .errors import PyroVAEError
 from .families import FAMILIES, PRIORS, check_compatible
+from .klweight import KLWeight
 from .likelihoods import LIKELIHOODS
 from .networks import check_sizes, mlp
 
@@ -41,6 +52,12 @@ class VAE(nn.Module):
         ``[loc | log sigma^2]``.
     :param decoder: optional module mapping ``z`` to the likelihood's raw
         head (logits for ``bernoulli``, the mean for ``normal``).
+    :param conditional: ``none``, ``prior`` (seed 000 eq. 8: prior ``N(mu_y, I)``,
+        needs the ``normal`` prior) or ``full`` (one-hot ``y`` into encoder and
+        decoder); see :data:`pyrovae.conditional.CONDITIONINGS`.
+    :param num_classes: number of classes ``C`` of the labels ``0..C-1``; needed
+        when ``conditional`` is not ``none``. With ``full`` the default networks
+        take ``x_dim + C`` and ``z_dim + C`` inputs.
 
     Parameters are registered with :func:`pyro.module` under ``"encoder"``,
     ``"decoder"`` and ``"likelihood"``; as with any Pyro model, call
@@ -58,6 +75,8 @@ class VAE(nn.Module):
         likelihood: str = "bernoulli",
         encoder: Optional[nn.Module] = None,
         decoder: Optional[nn.Module] = None,
+        conditional: str = "none",
+        num_classes: Optional[int] = None,
     ) -> None:
         super().__init__()
         check_sizes(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
@@ -65,46 +84,116 @@ class VAE(nn.Module):
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
         prior_spec = PRIORS.get(prior, "prior family")
-        self.names = {"posterior": posterior, "prior": prior, "likelihood": likelihood, "activation": activation}
+        self.names = {"posterior": posterior, "prior": prior, "likelihood": likelihood, "activation": activation,
+                      "conditional": conditional}
         check_compatible(self.posterior_family, prior, prior_spec.support)
+        self.conditioning = CONDITIONINGS.get(conditional)
+        self.num_classes = self._check_classes(num_classes, prior)
+        #: The weight of the KL term (beta of seed 004); 1 gives the ELBO. See :meth:`kl_weighted`.
+        self.kl_weight = 1.0
         self.likelihood_spec = LIKELIHOODS[likelihood]
-        self.prior = prior_spec.build(z_dim)
+        self.prior = ClassMeanPrior(z_dim, num_classes) if self.conditioning.class_prior else prior_spec.build(z_dim)
         self.posterior = self.posterior_family.posterior_head(z_dim)
         self.likelihood = self.likelihood_spec.build(x_dim)
+        labels = self.num_classes or 0  # a CVAE's networks also read the one-hot label
+        enc_in = x_dim + labels * self.conditioning.encoder_label
+        dec_in = z_dim + labels * self.conditioning.decoder_label
         self.encoder = encoder if encoder is not None else mlp(
-            [x_dim, *self.hidden, self.posterior_family.head_size(z_dim)], activation)
+            [enc_in, *self.hidden, self.posterior_family.head_size(z_dim)], activation)
         self.decoder = decoder if decoder is not None else mlp(
-            [z_dim, *reversed(self.hidden), self.likelihood_spec.head_size(x_dim)], activation)
+            [dec_in, *reversed(self.hidden), self.likelihood_spec.head_size(x_dim)], activation)
+
+    def _check_classes(self, num_classes: Optional[int], prior: str) -> Optional[int]:
+        if not self.conditioning.needs_labels:
+            return None
+        if num_classes is None:
+            raise PyroVAEError(f"conditional {self.conditioning.name!r} needs num_classes (the labels' class count)")
+        check_sizes(num_classes=num_classes)
+        if self.conditioning.class_prior and prior != "normal":
+            raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of seed 000 eq. 8; "
+                               f"it replaces the 'normal' prior, not {prior!r}")
+        return num_classes
 
     # -- the two Pyro programs -------------------------------------------------------------
 
-    def model(self, x: torch.Tensor, subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Generative model ``p(z) p(x|z)`` over the rows ``x[subsample]``, scaled by ``N/M``."""
+    def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Generative model ``p(z|y) p(x|z,y)`` over the rows ``x[subsample]``, scaled by ``N/M``.
+
+        ``y`` (integer labels of all rows of ``x``) is used only by conditional VAEs.
+        """
         pyro.module("decoder", self.decoder)
         pyro.module("likelihood", self.likelihood)
         pyro.module("prior", self.prior)
         with pyro.plate("data", size=x.shape[0], subsample=subsample):
-            xb = x if subsample is None else x[subsample]
-            z = pyro.sample("z", self.prior())
-            return pyro.sample("x", self.likelihood(self.decoder(z)), obs=xb)
+            xb, yb = _rows(x, subsample), _rows(y, subsample)
+            with self._weighted_kl():
+                z = pyro.sample("z", self.prior(yb))
+            return pyro.sample("x", self.decode(z, yb), obs=xb)
 
-    def guide(self, x: torch.Tensor, subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Amortized recognition model ``q(z|x)`` over the same rows as :meth:`model`."""
+    def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+              subsample: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Amortized recognition model ``q(z|x,y)`` over the same rows as :meth:`model`."""
         pyro.module("encoder", self.encoder)
         pyro.module("posterior", self.posterior)
         with pyro.plate("data", size=x.shape[0], subsample=subsample):
-            xb = x if subsample is None else x[subsample]
-            return pyro.sample("z", self.encode(xb))
+            xb, yb = _rows(x, subsample), _rows(y, subsample)
+            # The same weight as the model's z site: TraceMeanField_ELBO scales its closed-form
+            # KL by the guide site's scale alone.
+            with self._weighted_kl():
+                return pyro.sample("z", self.encode(xb, yb))
+
+    # -- the KL weight (seed 004's beta) ----------------------------------------------------
+
+    def _weighted_kl(self):
+        # No handler at weight 1: the plain ELBO runs exactly the unweighted program.
+        return contextlib.nullcontext() if self.kl_weight == 1.0 else KLWeight(self.kl_weight)
+
+    @contextlib.contextmanager
+    def kl_weighted(self, weight: float) -> Iterator["VAE"]:
+        """Within the block the model and guide weight the KL by ``weight``: ``recon + weight * KL``."""
+        old, self.kl_weight = self.kl_weight, float(weight)
+        try:
+            yield self
+        finally:
+            self.kl_weight = old
+
+    def recording_key(self) -> float:
+        """The Python constant of :meth:`model`/:meth:`guide` besides shapes: the KL weight.
+
+        :mod:`pyrovae.fastpath` records the loss once per key, so a KL warm-up gets one
+        recording per weight instead of reusing a graph with a stale weight.
+        """
+        return self.kl_weight
 
     # -- plain-torch views of the same networks ---------------------------------------------
 
-    def encode(self, x: torch.Tensor) -> dist.TorchDistribution:
-        """``q(z|x)`` for a batch of rows, event shape ``(z_dim,)``."""
-        return self.posterior(self.encoder(self.likelihood_spec.encoder_input(x)))
+    def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
+        """``q(z|x)`` (``q(z|x,y)`` for ``conditional="full"``) for a batch of rows, event shape ``(z_dim,)``."""
+        h = self.likelihood_spec.encoder_input(x)
+        if self.conditioning.encoder_label:
+            h = with_label(h, self._onehot(y, h.dtype))
+        return self.posterior(self.encoder(h))
 
-    def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """``p(x|z)`` for a batch of latents, event shape ``(x_dim,)``."""
+    def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
+        """``p(x|z)`` (``p(x|z,y)`` for ``conditional="full"``) for a batch of latents, event shape ``(x_dim,)``."""
+        if self.conditioning.decoder_label:
+            z = with_label(z, self._onehot(y, z.dtype))
         return self.likelihood(self.decoder(z))
+
+    def _onehot(self, y: Optional[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        if y is None:
+            raise PyroVAEError(f"this VAE is conditional ({self.conditioning.name!r}) and needs class labels y")
+        return F.one_hot(y, self.num_classes).to(dtype)
+
+    def check_labels(self, y, n_rows: int, what: str = "labels") -> Optional[torch.Tensor]:
+        """Labels checked for this VAE: ``None`` for an unconditional VAE (labels are not used),
+        else an int64 vector of ``n_rows`` classes in ``0..num_classes-1`` (missing labels raise)."""
+        if not self.conditioning.needs_labels:
+            return None
+        if y is None:
+            raise PyroVAEError(f"conditional VAE ({self.conditioning.name!r}) needs {what} (class labels y)")
+        return validate_labels(y, n_rows, self.num_classes, what)
 
     def check_data(self, x: torch.Tensor, what: str = "data") -> None:
         """Raise :class:`PyroVAEError` unless ``x`` is ``(N, x_dim)`` inside the likelihood's support."""
@@ -115,10 +204,14 @@ class VAE(nn.Module):
     def extra_repr(self) -> str:
         n = self.names
         return (f"x_dim={self.x_dim}, z_dim={self.z_dim}, hidden={self.hidden}, posterior={n['posterior']!r}, "
-                f"prior={n['prior']!r}, likelihood={n['likelihood']!r}")
+                f"prior={n['prior']!r}, likelihood={n['likelihood']!r}, conditional={n['conditional']!r}")
+
+
+def _rows(t: Optional[torch.Tensor], subsample: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return t if t is None or subsample is None else t[subsample]
 
 
 def vae_from_config(config, x_dim: int) -> VAE:
     """Build the :class:`VAE` a :class:`~pyrovae.config.RunConfig` describes, for data of size ``x_dim``."""
-    return VAE(x_dim, config.latent_dim, config.hidden, config.activation,
-               config.posterior, config.prior, config.likelihood)
+    return VAE(x_dim, config.latent_dim, config.hidden, config.activation, config.posterior, config.prior,
+               config.likelihood, conditional=config.conditional, num_classes=config.num_classes)

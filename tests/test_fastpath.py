@@ -102,7 +102,7 @@ def test_jit_refuses_parameters_outside_the_module():
 
     def stray_guide(x, subsample=None):
         pyro.param("stray", torch.zeros(()))
-        return vae.guide(x, subsample)
+        return vae.guide(x, subsample=subsample)
 
     class Wrapped(torch.nn.Module):
         def __init__(self):
@@ -121,9 +121,9 @@ def test_jit_refuses_parameters_outside_the_module():
 class _DataDependent(VAE):
     """A model whose Python reads a data value: a recording would freeze it."""
 
-    def model(self, x, subsample=None):
+    def model(self, x, y=None, subsample=None):
         with pyro.poutine.scale(scale=float(x[subsample].mean())):
-            return super().model(x, subsample)
+            return super().model(x, y, subsample)
 
 
 def _one_step(step_name, vae, x, idx, name="mc"):
@@ -170,3 +170,29 @@ def test_cuda_graph_step_matches_plain_pyro_on_cuda(name, particles):
     ref = _plain_pyro(name, particles, 10, device="cuda")
     ours, _ = _pyrovae("cuda-graph", name, particles, 10, device="cuda")
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("conditional", ["prior", "full"])
+def test_jit_step_with_labels_equals_eager(float64, conditional):
+    """Labels are graph inputs like x: a conditional VAE records and matches eager bit for bit."""
+    out = {}
+    for name in ("eager", "jit"):
+        vae, x, idxs = _setup(steps=4)
+        torch.manual_seed(5)
+        vae = VAE(64, 4, (32,), conditional=conditional, num_classes=3)
+        y = torch.arange(N) % 3
+        dev = torch.device("cpu")
+        step = build_step(name, vae, estimator("analytic"), make_optimizer(torch.optim.Adam, vae.parameters(), LR, dev),
+                          dev)
+        losses = torch.stack([step(x, idx, y=y) for idx in idxs])
+        out[name] = (_flat(vae), losses)
+    assert torch.equal(out["jit"][0], out["eager"][0]) and torch.equal(out["jit"][1], out["eager"][1])
+
+
+def test_a_new_kl_weight_gets_a_new_recording(float64):
+    vae, x, idxs = _setup()
+    step, _ = _one_step("jit", vae, x, idxs[0], "analytic")
+    with vae.kl_weighted(0.5):
+        half = step.loss(x, idxs[1])
+    full = step.loss(x, idxs[1])
+    assert len(step._compiled) == 2 and not torch.equal(half, full)

@@ -34,6 +34,7 @@ def _aligned(w: torch.Tensor, value: torch.Tensor, event_dim: int) -> torch.Tens
     "dreg",
     summary="IWAE bound with doubly-reparameterized encoder gradients (w~^2 path terms, no score term)",
     reference="Tucker et al. 2018, eq. (5)",
+    kl_weighting=False,  # log mean_k w_k has no separate KL term to weight
 )
 class DReG(_WeightedBound):
     """The IWAE bound with DReG gradients; ``num_particles`` is K."""

@@ -57,6 +57,7 @@ class _WeightedBound(Trace_ELBO):
     "iwae",
     summary="importance-weighted bound log(1/K sum_k w_k) per data point; num_particles is K",
     reference="Burda, Grosse & Salakhutdinov 2015, eq. (8)",
+    kl_weighting=False,  # log mean_k w_k has no separate KL term to weight
 )
 class IWAE(_WeightedBound):
     """The IWAE bound with its plain reparameterized gradient."""

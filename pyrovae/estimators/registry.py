@@ -22,22 +22,25 @@ class EstimatorSpec:
     :param cls: a subclass of :class:`pyro.infer.ELBO`.
     :param summary: one line: what it estimates and how.
     :param reference: the paper and equation it implements.
+    :param kl_weighting: whether the bound has a KL term that a beta or a KL
+        warm-up can weight (``recon + beta * KL``); importance-weighted bounds do not.
     """
 
     name: str
     cls: type
     summary: str
     reference: str
+    kl_weighting: bool = True
 
 
 ESTIMATORS: Registry[EstimatorSpec] = Registry("estimator")
 
 
-def register_estimator(name: str, summary: str, reference: str):
+def register_estimator(name: str, summary: str, reference: str, kl_weighting: bool = True):
     """Class decorator that registers a Pyro ELBO subclass under ``name``."""
 
     def wrap(cls: type) -> type:
-        ESTIMATORS.register(name, EstimatorSpec(name, cls, summary, reference))
+        ESTIMATORS.register(name, EstimatorSpec(name, cls, summary, reference, kl_weighting))
         return cls
 
     return wrap
