@@ -19,10 +19,10 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .errors import PyroVAEError
 from .families import FAMILIES, PRIORS, check_compatible
 from .likelihoods import LIKELIHOODS
-from .networks import check_sizes, mlp
+from .networks import mlp
+from .validation import check_positive, check_rows
 
 
 class VAE(nn.Module):
@@ -60,7 +60,7 @@ class VAE(nn.Module):
         decoder: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        check_sizes(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        check_positive(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, tuple(hidden)
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
@@ -108,9 +108,7 @@ class VAE(nn.Module):
 
     def check_data(self, x: torch.Tensor, what: str = "data") -> None:
         """Raise :class:`PyroVAEError` unless ``x`` is ``(N, x_dim)`` inside the likelihood's support."""
-        if x.dim() != 2 or x.shape[1] != self.x_dim:
-            raise PyroVAEError(f"{what} must have shape (N, {self.x_dim}), got {tuple(x.shape)}")
-        self.likelihood_spec.validate(x, what)
+        check_rows(x, x_dim=self.x_dim, likelihood=self.likelihood_spec, name=what)
 
     def extra_repr(self) -> str:
         n = self.names
