@@ -9,7 +9,8 @@ from .compare import compare
 from .config import RunConfig
 from .data import DATASETS, Dataset, PPCA, load_dataset
 from .diagnostics import active_units, gradient_samples, gradient_variance
-from .errors import PyroVAEError
+from .divergence import DivergenceError
+from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS, estimator, register_estimator
 from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
 from .families import FAMILIES, PRIORS, Family, register_family, register_prior
@@ -26,4 +27,5 @@ __all__ = [
     "gradient_variance", "gradient_samples", "active_units",
     "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
+    "PyroVAEWarning", "DivergenceError",
 ]

@@ -11,22 +11,23 @@ import argparse
 import dataclasses
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 import pyro
 from tqdm.auto import tqdm
 
 from .compare import SETUPS, compare
-from .config import RESUMABLE_CHANGES, RunConfig
+from .config import RunConfig
 from .data import BINARIZATIONS, DATASETS, load_dataset
-from .errors import PyroVAEError
+from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
 from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
 from .runs import RunFolder, load_run
-from .report import write_report
-from .train import final_elbos, fit, resolve_device
+from .train import OPTIMIZERS, final_elbos, fit, resolve_device
+from .validation import check_positive
 from .vae import vae_from_config
 
 EXIT_BAD_INPUT = 2
@@ -69,6 +70,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     a("--optimizer", help=f"adam or adagrad (default {d.optimizer})")
     a("--device", help=f"auto, cpu, cuda or cuda:N (default {d.device})")
     a("--seed", type=int, help=f"(default {d.seed})")
+    a("--clip-grad-norm", type=float, metavar="MAX", help="clip the total gradient norm to MAX (default: no clipping)")
+    a("--checkpoint-every", type=int, metavar="N",
+      help="also checkpoint every N steps (default: at the end of every epoch only)")
     a("--out", default=None, help="run folder (default runs/<time>-<dataset>-<estimator>)")
     a("--resume", action="store_true", default=False, help="continue the run in --out from its checkpoint")
     a("--no-progress", action="store_true", default=False, help="hide the progress bar")
@@ -81,18 +85,15 @@ def _given_config(args: argparse.Namespace) -> dict:
 
 
 def _train_config(args: argparse.Namespace, given: dict) -> RunConfig:
+    folder = RunFolder(args.out)
     if not args.resume:
-        RunFolder(args.out).check_new()
+        folder.check_new()
         return RunConfig(**given)
-    folder = RunFolder(args.out).require()
-    stored = RunConfig.from_dict(folder.read_config())
+    folder.check_free()
+    stored = RunConfig.from_dict(folder.require(checkpoint=False).read_config())
     if stored.dataset is None:
         raise PyroVAEError(f"run {folder.path} was trained from Python on in-memory data; resume it with fit(resume=True)")
-    clash = stored.conflicts(given)
-    if clash:
-        what = ", ".join(f"--{k.replace('_', '-')} {new!r} (run has {old!r})" for k, (old, new) in clash.items())
-        raise PyroVAEError(f"--resume: the command line disagrees with {folder.config}: {what}")
-    return dataclasses.replace(stored, **{k: given[k] for k in RESUMABLE_CHANGES if k in given})
+    return stored.resumed_with(given, str(folder.config))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -104,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out = f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{given.get('dataset', 'mnist-5k')}-" \
                    f"{given.get('estimator', 'analytic')}"
     config = _train_config(args, given)
-    resolve_device(config.device)
+    _check_names(config)
     data = load_dataset(config.dataset, binarize=config.binarize, data_dir=config.data_dir,
                         download=args.download, seed=config.seed)
     config = dataclasses.replace(config, binarize=data.binarize)  # e.g. synthetic data is never binarized
@@ -114,9 +115,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = fit(vae, data.train, test=data.test, estimator=config.estimator, num_particles=config.particles,
                  epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                  device=config.device, seed=config.seed, dynamic_binarization=data.dynamic, out=args.out,
-                 resume=args.resume, config=config, progress=not args.no_progress)
+                 resume=args.resume, config=config, progress=not args.no_progress,
+                 clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every)
     _print_result(args.out, result.metrics[-1] if result.metrics else {}, result.summary)
     return 0
+
+
+def _check_names(config: RunConfig) -> None:
+    """Names, sizes and the posterior/prior pair, before the data are loaded: a typo should not wait."""
+    resolve_device(config.device)
+    ESTIMATORS.check(config.estimator)
+    OPTIMIZERS.check(config.optimizer)
+    vae_from_config(config, x_dim=1)  # builds nothing big; raises what the real VAE would
 
 
 def _print_result(out: str, last: dict, summary: dict) -> None:
@@ -133,8 +143,7 @@ def _print_result(out: str, last: dict, summary: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyrovae evaluate``: test ELBOs and importance-sampled log p(x) of a run, into summary.json."""
-    if args.samples < 1:
-        raise PyroVAEError(f"--samples must be a positive integer, got {args.samples}")
+    check_positive(**{"--samples": args.samples})
     vae, config, data, folder = load_run(args.run, device=str(resolve_device(args.device)))
     elbos = final_elbos(vae, data.test, config.seed)
     ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed, progress=not args.no_progress)
@@ -200,9 +209,8 @@ def _positive_ints(text: str) -> list:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``pyrovae compare``: train each estimator on the same grid and write the comparison report."""
-    for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats"):
-        if getattr(args, name) < 1:
-            raise PyroVAEError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    check_positive(**{f"--{name.replace('_', '-')}": getattr(args, name)
+                      for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats")})
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     RunFolder(out).check_new()
     resolve_device(args.device)
@@ -214,6 +222,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
                          device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
                          on_run=lambda run: bar.update(1))
+    from .report import write_report  # matplotlib: imported only by the command that draws
+
     report = write_report(result, out)
     for cell in report["summary"].values():
         print(f"Nz={cell['z_dim']:<4} {cell['estimator']:<9} test ELBO {cell['test_elbo']['mean']:.2f} "
@@ -267,15 +277,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints pyrovae's own warnings as one line, like its errors."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PyroVAEWarning):
+            print(f"pyrovae {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except PyroVAEError as e:
-        message = " ".join(str(e).split())
-        print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"pyrovae {args.command}: interrupted; every finished epoch is saved in the run folder", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(args.command)
+        try:
+            return args.func(args)
+        except PyroVAEError as e:
+            message = " ".join(str(e).split())
+            print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"pyrovae {args.command}: interrupted; the last checkpoint is kept in the run folder "
+                  "(resume with --resume)", file=sys.stderr)
+            return 130
