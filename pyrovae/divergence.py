@@ -12,13 +12,13 @@ itself overflowed.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from .errors import PyroVAEError
 from .evaluate import trace_terms
-from .validation import one_line
+from .validation import all_finite, one_line
 
 #: What the message suggests, whatever the cause.
 ADVICE = "try a lower learning rate, or clip gradients (--clip-grad-norm, fit(clip_grad_norm=...))"
@@ -26,12 +26,6 @@ ADVICE = "try a lower learning rate, or clip gradients (--clip-grad-norm, fit(cl
 
 class DivergenceError(PyroVAEError):
     """The loss, a gradient or a parameter became NaN or infinite; the last good checkpoint is kept."""
-
-
-def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """Whether every tensor is finite everywhere, with a single host sync for all of them."""
-    flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
-    return bool(torch.stack(flags).all()) if flags else True
 
 
 def optimizer_tensors(optim: torch.optim.Optimizer) -> List[torch.Tensor]:
