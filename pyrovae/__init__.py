@@ -11,7 +11,8 @@ from .conditional import CONDITIONINGS, ClassMeanPrior, Conditioning
 from .config import RunConfig
 from .data import DATASETS, Dataset, PPCA, load_dataset
 from .diagnostics import active_units, class_mean_accuracy, gradient_samples, gradient_variance, kl_per_dimension
-from .errors import PyroVAEError
+from .divergence import DivergenceError
+from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS, estimator, register_estimator
 from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
 from .families import FAMILIES, PRIORS, Family, register_family, register_prior
@@ -33,4 +34,5 @@ __all__ = [
     "CONDITIONINGS", "Conditioning", "ClassMeanPrior", "KLWeight", "linear_warmup",
     "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",
+    "PyroVAEWarning", "DivergenceError",
 ]

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 import pyro
@@ -18,10 +19,10 @@ from tqdm.auto import tqdm
 
 from .compare import SETUPS, compare
 from .conditional import CONDITIONINGS, count_classes
-from .config import RESUMABLE_CHANGES, RunConfig
+from .config import RunConfig
 from .data import BINARIZATIONS, DATASETS, load_dataset
 from .diagnostics import class_mean_accuracy
-from .errors import PyroVAEError
+from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
 from .fastpath import STEPS
@@ -30,9 +31,9 @@ from .likelihoods import LIKELIHOODS
 from .plots import PLOTS, write_figures
 from .run_report import write_run_report
 from .runs import RunFolder, load_run
-from .report import write_report
 from .tblog import TensorBoardLogger, require_tensorboard
-from .train import final_elbos, fit, resolve_device
+from .train import OPTIMIZERS, final_elbos, fit, resolve_device
+from .validation import check_positive
 from .vae import vae_from_config
 
 EXIT_BAD_INPUT = 2
@@ -77,6 +78,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, help=f"(default {d.seed})")
     a("--step", help=f"auto, {', '.join(STEPS.names())}: how a training step runs (default {d.step}; "
                      "eager re-runs the model's Python every step)")
+    a("--clip-grad-norm", type=float, metavar="MAX", help="clip the total gradient norm to MAX (default: no clipping)")
+    a("--checkpoint-every", type=int, metavar="N",
+      help="also checkpoint every N steps (default: at the end of every epoch only)")
     a("--out", default=None, help="run folder (default runs/<time>-<dataset>-<estimator>)")
     a("--conditional", help=f"{'|'.join(CONDITIONINGS.names())}: class-conditional VAE on labelled data; "
                             f"prior = N(mu_y, I) (seed 000 eq. 8), full = label into encoder and decoder "
@@ -99,18 +103,15 @@ def _given_config(args: argparse.Namespace) -> dict:
 
 
 def _train_config(args: argparse.Namespace, given: dict) -> RunConfig:
+    folder = RunFolder(args.out)
     if not args.resume:
-        RunFolder(args.out).check_new()
+        folder.check_new()
         return RunConfig(**given)
-    folder = RunFolder(args.out).require()
-    stored = RunConfig.from_dict(folder.read_config())
+    folder.check_free()
+    stored = RunConfig.from_dict(folder.require(checkpoint=False).read_config())
     if stored.dataset is None:
         raise PyroVAEError(f"run {folder.path} was trained from Python on in-memory data; resume it with fit(resume=True)")
-    clash = stored.conflicts(given)
-    if clash:
-        what = ", ".join(f"--{k.replace('_', '-')} {new!r} (run has {old!r})" for k, (old, new) in clash.items())
-        raise PyroVAEError(f"--resume: the command line disagrees with {folder.config}: {what}")
-    return dataclasses.replace(stored, **{k: given[k] for k in RESUMABLE_CHANGES if k in given})
+    return stored.resumed_with(given, str(folder.config))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -122,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out = f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{given.get('dataset', 'mnist-5k')}-" \
                    f"{given.get('estimator', 'analytic')}"
     config = _train_config(args, given)
-    resolve_device(config.device)
+    _check_names(config)
     CONDITIONINGS.check(config.conditional)
     if config.tensorboard:
         require_tensorboard()  # before any work: a missing package is bad input too
@@ -141,7 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  device=config.device, seed=config.seed, dynamic_binarization=data.dynamic, out=args.out,
                  resume=args.resume, config=config, progress=not args.no_progress, callback=callback,
                  train_labels=data.train_labels, test_labels=data.test_labels, beta=config.beta,
-                 kl_warmup_epochs=config.kl_warmup_epochs, step=config.step)
+                 kl_warmup_epochs=config.kl_warmup_epochs, step=config.step,
+                 clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every)
     if callback is not None:
         callback.close()
     summary = _conditional_summary(args.out, vae, data, result.summary)
@@ -166,6 +168,15 @@ def _write_figures_and_report(run: str, kinds, device: str = "cpu") -> None:
     print(f"report: {write_run_report(run)}")
 
 
+def _check_names(config: RunConfig) -> None:
+    """Names, sizes and the posterior/prior pair, before the data are loaded: a typo should not wait."""
+    resolve_device(config.device)
+    ESTIMATORS.check(config.estimator)
+    OPTIMIZERS.check(config.optimizer)
+    # Builds nothing big; raises what the real VAE would. The class count comes from the data later.
+    vae_from_config(dataclasses.replace(config, num_classes=config.num_classes or 2), x_dim=1)
+
+
 def _print_result(out: str, last: dict, summary: dict) -> None:
     print(f"run folder: {out}")
     for key in ("epoch", "train_elbo", "test_elbo", "test_recon", "test_kl", "seconds"):
@@ -182,8 +193,7 @@ def _print_result(out: str, last: dict, summary: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyrovae evaluate``: test ELBOs and importance-sampled log p(x) of a run, into summary.json."""
-    if args.samples < 1:
-        raise PyroVAEError(f"--samples must be a positive integer, got {args.samples}")
+    check_positive(**{"--samples": args.samples})
     vae, config, data, folder = load_run(args.run, device=str(resolve_device(args.device)))
     elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels)
     ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed, progress=not args.no_progress,
@@ -269,9 +279,8 @@ def _positive_ints(text: str) -> list:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``pyrovae compare``: train each estimator on the same grid and write the comparison report."""
-    for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats"):
-        if getattr(args, name) < 1:
-            raise PyroVAEError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    check_positive(**{f"--{name.replace('_', '-')}": getattr(args, name)
+                      for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats")})
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     RunFolder(out).check_new()
     resolve_device(args.device)
@@ -283,6 +292,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
                          device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
                          on_run=lambda run: bar.update(1))
+    from .report import write_report  # matplotlib: imported only by the command that draws
+
     report = write_report(result, out)
     for cell in report["summary"].values():
         print(f"Nz={cell['z_dim']:<4} {cell['estimator']:<9} test ELBO {cell['test_elbo']['mean']:.2f} "
@@ -337,15 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints pyrovae's own warnings as one line, like its errors."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PyroVAEWarning):
+            print(f"pyrovae {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except PyroVAEError as e:
-        message = " ".join(str(e).split())
-        print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"pyrovae {args.command}: interrupted; every finished epoch is saved in the run folder", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(args.command)
+        try:
+            return args.func(args)
+        except PyroVAEError as e:
+            message = " ".join(str(e).split())
+            print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"pyrovae {args.command}: interrupted; the last checkpoint is kept in the run folder "
+                  "(resume with --resume)", file=sys.stderr)
+            return 130

@@ -19,8 +19,11 @@ from .data import Dataset
 from .diagnostics import active_units, gradient_samples, summarize, variance_ratio
 from .evaluate import log_likelihood
 from .registry import Registry
+from .errors import PyroVAEError
+from .estimators import ESTIMATORS
 from .train import final_elbos, fit, resolve_device
 from .vae import VAE
+from .validation import check_batch_size, check_positive, check_training, validate_data
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,33 @@ def run_one(data: Dataset, estimator: str, z_dim: int, seed: int, setup: Setup, 
     }
 
 
+def _validate(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int], preset: Setup, *,
+              seeds: int, epochs: int, particles: int, batch_size: int, lr: float, device: str, ll_samples: int,
+              grad_repeats: int) -> None:
+    """Every check of the whole grid, before its first run: a bad cell would otherwise fail hours in."""
+    if not estimators or not latent_dims:
+        raise PyroVAEError("compare needs at least one estimator and one latent dimension")
+    for name in estimators:
+        ESTIMATORS.check(name)
+    check_positive(seeds=seeds, ll_samples=ll_samples, grad_repeats=grad_repeats, **{
+        f"latent dimension {i + 1}": z for i, z in enumerate(latent_dims)})
+    check_training(epochs=epochs, batch_size=batch_size, lr=lr, num_particles=particles)
+    resolve_device(device)
+    vae = VAE(data.x_dim, latent_dims[0], preset.hidden, preset.activation)  # the likelihood every cell uses
+    for rows, what in ((data.train, "train data"), (data.test, "test data")):
+        validate_data(rows, x_dim=vae.x_dim, likelihood=vae.likelihood_spec, name=what, keep_float=True)
+    check_batch_size(batch_size, len(data.train))
+
+
 def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int], *, seeds: int = 3,
             epochs: int = 10, particles: int = 1, setup: str = "modern", batch_size: int = 100,
             lr: Optional[float] = None, device: str = "auto", ll_samples: int = 1000, grad_repeats: int = 50,
             on_run=None) -> Dict[str, Any]:
     """Run the grid (latent size x seed x estimator) and return every record (see ``report.py``)."""
     preset = SETUPS[setup]
+    _validate(data, estimators, latent_dims, preset, seeds=seeds, epochs=epochs, particles=particles,
+              batch_size=batch_size, lr=lr or preset.lr, device=device, ll_samples=ll_samples,
+              grad_repeats=grad_repeats)
     g = torch.Generator().manual_seed(0)
     probe = data.train[:batch_size]
     probe = torch.bernoulli(probe, generator=g) if data.dynamic else probe

@@ -13,10 +13,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from .errors import PyroVAEError
 from .klweight import check_kl_weighting
+from .validation import check_positive, check_positive_number
 
-#: Fields that may differ when resuming: more epochs, another device or step implementation,
-#: TensorBoard on or off.
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step", "tensorboard")
+#: Fields that may differ when resuming: more epochs, another device, step implementation or
+#: checkpoint interval, TensorBoard on or off (none of them changes the numbers a run computes).
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step", "checkpoint_every", "tensorboard")
 
 
 @dataclass
@@ -46,18 +47,21 @@ class RunConfig:
     kl_warmup_epochs: int = 0  # linear KL warm-up from 0 to beta over this many epochs
     tensorboard: bool = False
     step: str = "auto"  # how a training step runs: auto, jit, cuda-graph or eager (fastpath.STEPS)
+    clip_grad_norm: Optional[float] = None  # None: no gradient clipping
+    checkpoint_every: Optional[int] = None  # None: a checkpoint at the end of every epoch only
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
         check_kl_weighting(self.beta, self.kl_warmup_epochs)
-        for name in ("latent_dim", "particles", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PyroVAEError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        # Flag spelling (latent-dim), since these values usually come from the command line.
+        sizes = ["latent_dim", "particles", "epochs", "batch_size"]
+        if self.checkpoint_every is not None:
+            sizes.append("checkpoint_every")
+        check_positive(**{name.replace("_", "-"): getattr(self, name) for name in sizes})
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise PyroVAEError(f"hidden sizes must be positive integers, got {list(self.hidden)}")
-        if not self.lr > 0:
-            raise PyroVAEError(f"lr must be positive, got {self.lr!r}")
+        check_positive_number("lr", self.lr)
+        check_positive_number("clip-grad-norm", self.clip_grad_norm, optional=True)
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict."""
@@ -82,3 +86,15 @@ class RunConfig:
             if key not in RESUMABLE_CHANGES and getattr(self, key) != value:
                 out[key] = (getattr(self, key), value)
         return out
+
+    def resumed_with(self, requested: Dict[str, Any], source: str) -> "RunConfig":
+        """This stored config with the resumable fields of ``requested`` applied.
+
+        :raises PyroVAEError: naming every flag in ``requested`` that disagrees with ``source``
+            (the stored ``config.json``) and may not change on resume.
+        """
+        clash = self.conflicts(requested)
+        if clash:
+            what = ", ".join(f"--{k.replace('_', '-')} {new!r} (run has {old!r})" for k, (old, new) in clash.items())
+            raise PyroVAEError(f"--resume: the command line disagrees with {source}: {what}")
+        return dataclasses.replace(self, **{k: requested[k] for k in RESUMABLE_CHANGES if k in requested})

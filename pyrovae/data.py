@@ -9,6 +9,9 @@ either once (``static``) or afresh every epoch (``dynamic``).
 :class:`PPCA` is the linear-Gaussian model behind the ``synthetic`` dataset.
 Its marginal likelihood and posterior are known exactly, so the estimators can
 be checked against the truth.
+
+Array checks live in :mod:`pyrovae.validation`; ``validate_array`` is
+importable from here too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 from .errors import PyroVAEError, unknown_name
 from .registry import Registry
+from .validation import check_labels, one_line, validate_array
 
 BINARIZATIONS = ("dynamic", "static", "none")
 """How grey levels become binary data: re-drawn each epoch, drawn once, or kept."""
@@ -91,94 +95,18 @@ class Dataset:
         return self.binarize == "dynamic"
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def validate_array(x: Any, *, name: str = "data", keep_float: bool = False) -> torch.Tensor:
-    """Check a data matrix and return it as a float32 tensor of shape (N, D).
-
-    With ``keep_float``, floating-point input keeps its dtype (float64 stays
-    float64, for models that run in double precision).
-
-    Accepts numpy arrays, tensors or nested sequences of numbers, 2-D (N, D)
-    or 3-D (N, H, W) (flattened to (N, H*W)). Rejects non-numeric dtypes, no
-    rows, other ranks, no columns, and NaN or infinite values, raising
-    :class:`PyroVAEError` with a one-line message naming ``name``.
-    """
-    t = _numeric_tensor(x, name)
-    if t.ndim not in (2, 3):
-        raise PyroVAEError(
-            f"{name} must be 2-D (N, D) or 3-D (N, H, W) with rows as data points, "
-            f"got shape {tuple(t.shape)}"
-        )
-    if t.shape[0] < 1:
-        raise PyroVAEError(f"{name} has no rows; give at least one data point")
-    t = t.reshape(t.shape[0], -1)
-    if t.shape[1] < 1:
-        raise PyroVAEError(f"{name} has rows of length 0; give at least one column")
-    # Convert first so values that overflow float32 are caught as infinite too.
-    if not (keep_float and t.is_floating_point()):
-        t = t.to(torch.float32)
-    _check_finite(t, name)
-    return t.contiguous()
-
-
-def _numeric_tensor(x: Any, name: str) -> torch.Tensor:
-    """Turn ``x`` into a CPU tensor, rejecting strings, objects and complex numbers."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-        if t.is_complex():
-            raise PyroVAEError(f"{name} has complex dtype {t.dtype}; give real numbers")
-        return t
-    try:
-        arr = np.asarray(x)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise PyroVAEError(f"{name} is not a rectangular array: {_one_line(exc)}") from None
-    # numpy kinds: b bool, i signed int, u unsigned int, f float.
-    if arr.dtype.kind not in "biuf":
-        raise PyroVAEError(f"{name} has non-numeric dtype {arr.dtype}; give a float, int or bool array")
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
-def _check_finite(t: torch.Tensor, name: str) -> None:
-    """Raise if ``t`` (N, D) holds NaN or infinite values, naming the count and first row."""
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
-        first_row = int(bad.any(dim=1).nonzero()[0, 0])
-        raise PyroVAEError(
-            f"{name} has {int(bad.sum())} NaN or infinite values (first in row {first_row}); "
-            "remove or impute them"
-        )
-
-
-def _check_labels(y: Any, n_rows: int, name: str) -> torch.Tensor:
-    """Return labels ``y`` as an int64 vector of length ``n_rows``."""
-    t = _numeric_tensor(y, name)
-    if t.ndim != 1 or t.shape[0] != n_rows:
-        raise PyroVAEError(f"{name} must have shape ({n_rows},) to match the data, got {tuple(t.shape)}")
-    if t.is_floating_point() and not bool((t == t.round()).all()):
-        raise PyroVAEError(f"{name} must hold whole-number class labels")
-    return t.to(torch.int64)
-
-
 def validate_labels(y: Any, n_rows: int, num_classes: int | None = None, name: str = "labels") -> torch.Tensor:
     """Check class labels and return them as an int64 vector of length ``n_rows``.
 
     With ``num_classes``, every label must lie in ``0 .. num_classes - 1``;
     a :class:`PyroVAEError` names the first one that does not.
     """
-    t = _check_labels(y, n_rows, name)
+    t = check_labels(y, n_rows, name)
     if num_classes is not None:
         bad = (t < 0) | (t >= num_classes)
         if bool(bad.any()):
             raise PyroVAEError(f"{name} must lie in 0..{num_classes - 1}, got {int(t[bad][0])}")
     return t
-
-
-def _one_line(exc: BaseException) -> str:
-    """First line of an exception's message, so errors stay one line."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 # ----------------------------------------------------------------------- binarizing
@@ -298,7 +226,7 @@ def load_idx(path: str | os.PathLike) -> torch.Tensor:
     except PyroVAEError:
         raise
     except Exception as exc:  # corrupt or truncated files: any parser error means "unreadable"
-        raise PyroVAEError(f"cannot read idx file {str(path)!r}: {_one_line(exc)}") from None
+        raise PyroVAEError(f"cannot read idx file {str(path)!r}: {one_line(exc)}") from None
 
 
 def _read_idx(path: Path) -> torch.Tensor:
@@ -368,7 +296,7 @@ def _download_idx(name: str, data_dir: str | None) -> list[Path]:
         for train in (True, False):
             getattr(tvd, cls_name)(root=str(root), train=train, download=True)
     except Exception as exc:  # network and disk failures alike: report, don't dump a traceback
-        raise PyroVAEError(f"downloading {name} into {root} failed: {_one_line(exc)}") from None
+        raise PyroVAEError(f"downloading {name} into {root} failed: {one_line(exc)}") from None
     files = _find_idx_files(root / cls_name / "raw")
     if files is None:
         raise PyroVAEError(f"downloaded {name} but its idx files are missing from {root / cls_name / 'raw'}")
@@ -576,7 +504,7 @@ def _read_user_file(path: Path) -> Mapping[str, Any]:
             f"cannot read {str(path)!r}: it holds objects other than tensors; save a dict of tensors"
         ) from None
     except Exception as exc:  # corrupt archives, pickled objects, wrong format: all "unreadable"
-        raise PyroVAEError(f"cannot read {str(path)!r}: {_one_line(exc)}") from None
+        raise PyroVAEError(f"cannot read {str(path)!r}: {one_line(exc)}") from None
     if not isinstance(content, Mapping):
         raise PyroVAEError(
             f"{str(path)!r} must hold a dict with keys 'x_train' (and optional 'x_test', 'y_train', "
@@ -607,7 +535,7 @@ def _given_split(arrays: Mapping[str, Any], path: str) -> _Split:
     train = validate_array(arrays["x_train"], name=f"{path}:x_train")
     test = validate_array(arrays["x_test"], name=f"{path}:x_test")
     labels = tuple(
-        None if arrays.get(key) is None else _check_labels(arrays[key], len(rows), f"{path}:{key}")
+        None if arrays.get(key) is None else check_labels(arrays[key], len(rows), f"{path}:{key}")
         for key, rows in (("y_train", train), ("y_test", test))
     )
     return train, test, labels
@@ -617,7 +545,7 @@ def _held_out_split(arrays: Mapping[str, Any], path: str) -> _Split:
     """One array (x, or x_train without x_test) split 80/20 with a fixed seed, labels alongside."""
     x_key, y_key = ("x", "y") if "x" in arrays else ("x_train", "y_train")
     x = validate_array(arrays[x_key], name=f"{path}:{x_key}")
-    y = None if arrays.get(y_key) is None else _check_labels(arrays[y_key], len(x), f"{path}:{y_key}")
+    y = None if arrays.get(y_key) is None else check_labels(arrays[y_key], len(x), f"{path}:{y_key}")
     if len(x) < 2:
         raise PyroVAEError(f"{path!r} needs at least 2 rows to split into train and test, got {len(x)}")
     n_test = max(1, round(_TEST_FRACTION * len(x)))

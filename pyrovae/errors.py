@@ -16,9 +16,14 @@ class PyroVAEError(ValueError):
     """Bad input to pyrovae: the message is one line that says what to fix."""
 
 
+class PyroVAEWarning(UserWarning):
+    """Something pyrovae repaired on its own and wants the user to know (the command line prints one line)."""
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> PyroVAEError:
     """Build the error for an unknown ``name`` of some ``kind``, suggesting the nearest choice."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    by_lower = {c.lower(): c for c in choices}  # 'X' should find 'x', 'Normal' 'normal'
+    close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.5)
+    hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
     return PyroVAEError(f"unknown {kind} {name!r}{hint} (choices: {', '.join(choices)})")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import pyro
 import pyro.poutine as poutine
+from pyro.poutine.util import site_is_subsample
 import torch
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from .estimators import estimator as make_estimator
 from .estimators.weights import PARTICLE_PLATE, local_log_weights
 from .kl import has_closed_form_kl, latent_sites
+from .validation import check_positive, validate_data
 
 #: Rows of decoder output alive at once in :func:`log_likelihood` (each ``x_dim`` floats). Small
 #: chunks that stay in cache measured 2-3x faster on a 2-core CPU than 200k-row chunks.
@@ -67,6 +69,13 @@ def _at(labels: Optional[torch.Tensor], rows: slice) -> Dict[str, torch.Tensor]:
     return {} if labels is None else {"y": labels[rows]}
 
 
+def _checked(vae, data) -> torch.Tensor:
+    """``data`` validated against ``vae`` (shape, NaN/inf, the likelihood's support), on its device."""
+    data = validate_data(data, x_dim=getattr(vae, "x_dim", None), likelihood=getattr(vae, "likelihood_spec", None),
+                         name="data", keep_float=True)
+    return data.to(_device(vae))
+
+
 @torch.no_grad()
 def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles: int = 1,
                   batch_size: int = 1000, seed: Optional[int] = None, labels=None) -> float:
@@ -76,7 +85,8 @@ def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles:
     eqs. 6-7); with ``num_particles`` L the estimate averages L samples.
     """
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
-    data = data.to(_device(vae))
+    check_positive(batch_size=batch_size)
+    data = _checked(vae, data)
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for rows in _chunks(len(data), batch_size):
@@ -98,6 +108,22 @@ def _site_kl(p_site, q_site) -> torch.Tensor:
     return (q.log_prob(z) - p.log_prob(z)).sum()
 
 
+def trace_terms(vae, x: torch.Tensor, subsample: Optional[torch.Tensor] = None, **data: torch.Tensor
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """One sample of the two ELBO terms on the rows ``x[subsample]``, summed over those rows.
+
+    Returns ``(recon, {site: kl})``: ``log p(x|z)`` of the observed sites, and per latent site
+    ``KL(q||p)``, closed form where registered and ``log q(z) - log p(z)`` otherwise. Not scaled
+    by ``N/M``. ``data`` (e.g. labels ``y``) goes to the model and guide.
+    """
+    model_trace, guide_trace = _traces(vae.model, vae.guide, x, subsample=subsample, **data)
+    kl = {name: _site_kl(p_site, q_site) for name, p_site, q_site in latent_sites(model_trace, guide_trace)
+          if not site_is_subsample(p_site)}  # a plate's index site, not a latent variable
+    recon = sum(s["fn"].log_prob(s["value"]).sum() for s in model_trace.nodes.values()
+                if s["type"] == "sample" and s["is_observed"])
+    return recon, kl
+
+
 @torch.no_grad()
 def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
                seed: Optional[int] = None, labels=None) -> Dict[str, float]:
@@ -106,15 +132,14 @@ def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
     ``recon`` is a one-sample estimate of ``E_q[log p(x|z)]``; ``kl`` is exact
     where the (posterior, prior) pair has a closed form and sampled otherwise.
     """
-    data = data.to(_device(vae))
+    check_positive(batch_size=batch_size)
+    data = _checked(vae, data)
     recon = kl = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for rows in _chunks(len(data), batch_size):
-            model_trace, guide_trace = _traces(vae.model, vae.guide, data[rows], **_at(y, rows))
-            for name, p_site, q_site in latent_sites(model_trace, guide_trace):
-                kl += float(_site_kl(p_site, q_site))
-            recon += sum(float(s["fn"].log_prob(s["value"]).sum()) for s in model_trace.nodes.values()
-                         if s["type"] == "sample" and s["is_observed"])
+            chunk_recon, chunk_kl = trace_terms(vae, data[rows], **_at(y, rows))
+            recon += float(chunk_recon)
+            kl += sum(float(v) for v in chunk_kl.values())
     n = len(data)
     return {"elbo": (recon - kl) / n, "recon": recon / n, "kl": kl / n}
 
@@ -144,7 +169,8 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
     K samples are drawn in chunks so at most ``max(row_budget, batch_size)``
     decoder rows are alive at once, whatever K is.
     """
-    data = data.to(_device(vae))
+    check_positive(num_samples=num_samples, batch_size=batch_size)
+    data = _checked(vae, data)
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:

@@ -65,10 +65,12 @@ class EagerStep:
     :param vae: the model (any ``nn.Module`` with Pyro ``model``/``guide`` taking ``(x, subsample=idx)``).
     :param est: a Pyro ELBO; pyrovae's estimators assemble the loss without host syncs.
     :param optim: one torch optimizer over ``vae.parameters()``.
+    :param clip_grad_norm: clip the norm of all gradients together to this before each update
+        (on the device: no host sync).
     """
 
-    def __init__(self, vae, est, optim: torch.optim.Optimizer) -> None:
-        self.vae, self.est, self.optim = vae, est, optim
+    def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None) -> None:
+        self.vae, self.est, self.optim, self.clip_grad_norm = vae, est, optim, clip_grad_norm
 
     def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
         """The estimator's loss on the rows ``x[idx]`` (and ``data``, e.g. labels ``y``), scaled by ``N/M``."""
@@ -78,9 +80,14 @@ class EagerStep:
         """Take one step; return the loss as a detached device tensor (no host sync)."""
         self.optim.zero_grad(set_to_none=True)
         loss = self.loss(x, idx, **data)
-        loss.backward()
-        self.optim.step()
+        self._update(loss)
         return loss.detach()
+
+    def _update(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.clip_grad_norm)
+        self.optim.step()
 
 
 STEPS.register("eager", EagerStep)
@@ -127,8 +134,9 @@ class TracedStep(EagerStep):
     ``step="auto"``.
     """
 
-    def __init__(self, vae, est, optim: torch.optim.Optimizer, strict: bool = True) -> None:
-        super().__init__(vae, est, optim)
+    def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None,
+                 strict: bool = True) -> None:
+        super().__init__(vae, est, optim, clip_grad_norm)
         self.strict = strict
         self._compiled: Dict[Hashable, torch.jit.ScriptFunction] = {}
         self._params: Tuple[torch.Tensor, ...] = tuple(vae.parameters())
@@ -228,8 +236,8 @@ class GraphStep(EagerStep):
 
     warmup = 3
 
-    def __init__(self, vae, est, optim: torch.optim.Optimizer) -> None:
-        super().__init__(vae, est, optim)
+    def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None) -> None:
+        super().__init__(vae, est, optim, clip_grad_norm)
         if not torch.cuda.is_available():
             raise PyroVAEError("step 'cuda-graph' needs CUDA; use step='jit' or 'eager'")
         self._graphs: Dict[Hashable, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
@@ -278,8 +286,7 @@ class GraphStep(EagerStep):
         self.optim.zero_grad(set_to_none=True)  # the graph's backward allocates the grads it reuses
         with pyro.validation_enabled(False), torch.cuda.graph(graph, pool=self._pool):
             static_loss = self.loss(idx=static_idx, **self._static)
-            static_loss.backward()
-            self.optim.step()
+            self._update(static_loss)
             static_loss = static_loss.detach()
         self._pool = graph.pool()
         self._graphs[key] = (graph, static_idx, static_loss)
@@ -299,10 +306,12 @@ def default_step(est, device: torch.device, optimizer: torch.optim.Optimizer) ->
     return "jit" if traceable(est) else "eager"
 
 
-def build_step(name: str, vae, est, optim: torch.optim.Optimizer, device: torch.device) -> EagerStep:
+def build_step(name: str, vae, est, optim: torch.optim.Optimizer, device: torch.device,
+               clip_grad_norm: Optional[float] = None) -> EagerStep:
     """The step called ``name``; ``"auto"`` is :func:`default_step`, falling back to eager execution
     (with a warning) where a model cannot be recorded."""
     if name != "auto":
-        return STEPS.get(name, "step")(vae, est, optim)
+        return STEPS.get(name, "step")(vae, est, optim, clip_grad_norm)
     cls = STEPS[default_step(est, device, optim)]
-    return cls(vae, est, optim, strict=False) if cls is TracedStep else cls(vae, est, optim)
+    return cls(vae, est, optim, clip_grad_norm, strict=False) if cls is TracedStep else \
+        cls(vae, est, optim, clip_grad_norm)

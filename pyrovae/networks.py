@@ -11,8 +11,8 @@ from typing import Sequence
 
 from torch import nn
 
-from .errors import PyroVAEError
 from .registry import Registry
+from .validation import check_positive
 
 ACTIVATIONS: Registry[type] = Registry("activation")
 for _name, _cls in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softplus),
@@ -21,16 +21,9 @@ for _name, _cls in (("relu", nn.ReLU), ("tanh", nn.Tanh), ("softplus", nn.Softpl
     ACTIVATIONS.register(_name, _cls)
 
 
-def check_sizes(**sizes: int) -> None:
-    """Raise :class:`PyroVAEError` unless every size is a positive integer."""
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PyroVAEError(f"{name} must be a positive integer, got {value!r}")
-
-
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
     """Linear layers of the given ``sizes`` with ``activation`` between them, none after the last."""
-    check_sizes(**{f"layer {i} size": s for i, s in enumerate(sizes)})
+    check_positive(**{f"layer {i} size": s for i, s in enumerate(sizes)})
     act = ACTIVATIONS[activation]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -1,20 +1,30 @@
 """The run folder: ``config.json``, ``checkpoint.pt``, ``metrics.json`` and ``summary.json``.
 
 Every file is written atomically (see :mod:`pyrovae.checkpoint`), so a run
-killed at any moment leaves a folder whose files are each complete.
+killed at any moment leaves a folder whose files are each complete. While a
+run trains, the folder also holds ``run.lock`` (see :mod:`pyrovae.lock`), so a
+second training into it is refused.
+
+A run that is killed before its first checkpoint leaves ``run.lock`` (stale)
+and ``config.json``, and perhaps a temporary file: such a folder counts as
+empty for a new run, and ``--resume`` starts it from the beginning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Optional
 
 from .checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from .config import RunConfig
 from .data import load_dataset
 from .errors import PyroVAEError
+from .lock import RunLock, in_use_error
 from .vae import vae_from_config
+
+LOCK_NAME = "run.lock"
 
 
 class RunFolder:
@@ -26,29 +36,86 @@ class RunFolder:
         self.checkpoint = self.path / "checkpoint.pt"
         self.metrics = self.path / "metrics.json"
         self.summary = self.path / "summary.json"
+        self.lock_file = self.path / LOCK_NAME
+        self._lock: Optional[RunLock] = None
 
     def exists(self) -> bool:
         """Whether a run was started here (its ``config.json`` exists)."""
         return self.config.is_file()
 
-    def require(self) -> "RunFolder":
-        """Raise :class:`PyroVAEError` unless this is a run folder with a checkpoint."""
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint was saved here."""
+        return self.checkpoint.is_file()
+
+    def require(self, checkpoint: bool = True) -> "RunFolder":
+        """Raise :class:`PyroVAEError` unless this is a run folder (with a checkpoint, by default)."""
         if not self.exists():
             raise PyroVAEError(f"{self.path} is not a pyrovae run folder (no config.json)")
-        if not self.checkpoint.is_file():
-            raise PyroVAEError(f"run {self.path} has no checkpoint.pt yet (it never finished an epoch)")
+        if checkpoint and not self.has_checkpoint():
+            raise PyroVAEError(f"run {self.path} has no checkpoint.pt yet (it stopped before its first checkpoint)")
         return self
 
+    def check_free(self) -> None:
+        """Refuse a folder that another running process trains into (its ``run.lock`` is held)."""
+        if self._lock is None:
+            holder = RunLock(self.lock_file).holder()
+            if holder is not None:
+                raise in_use_error(self.lock_file, holder)
+
     def check_new(self) -> None:
-        """Refuse to start a fresh run where files already exist: nothing on disk is overwritten."""
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        """Refuse to start a fresh run where files already exist: nothing on disk is overwritten.
+
+        What a run killed before its first checkpoint leaves behind (a stale ``run.lock``, its
+        ``config.json``, temporary files) does not count.
+        """
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise PyroVAEError(f"{self.path} already exists and is not a folder; choose another --out")
+        self.check_free()
+        names = {p.name for p in self.path.iterdir() if not self._is_temporary(p.name)}
+        leftover = LOCK_NAME in names and names <= {LOCK_NAME, self.config.name}
+        if names and not leftover:
             raise PyroVAEError(f"{self.path} already exists and is not empty; pass --resume or choose another --out")
 
-    def create(self, config: Dict[str, Any]) -> None:
-        """Make the folder and write ``config.json``."""
-        self.check_new()
+    def _is_temporary(self, name: str) -> bool:
+        # atomic_write's temporaries: ".<file name>.<random>.tmp"; one that is still there was orphaned.
+        files = (self.config, self.checkpoint, self.metrics, self.summary)
+        return name.endswith(".tmp") and any(name.startswith(f".{f.name}.") for f in files)
+
+    @contextlib.contextmanager
+    def session(self, config: Dict[str, Any], fresh: bool) -> Iterator["RunFolder"]:
+        """Hold ``run.lock`` while a run trains here.
+
+        The folder is made if needed; a ``fresh`` run writes ``config.json`` at once. If the
+        block fails before a checkpoint exists, what this session wrote is removed again, so a
+        failed start leaves no partial run folder. Orphaned temporary files are removed first.
+        """
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]  # deepest first
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config, config)
+        wrote_config = False
+        try:
+            self._lock = RunLock(self.lock_file).acquire()
+            for p in self.path.iterdir():
+                if self._is_temporary(p.name):
+                    p.unlink()
+            if fresh:
+                self.check_new()
+                write_json(self.config, config)
+                wrote_config = True
+            yield self
+        except BaseException:
+            if wrote_config and not self.has_checkpoint():
+                self.config.unlink()
+            raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            for folder in created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
 
     def read_config(self) -> Dict[str, Any]:
         """The stored configuration."""

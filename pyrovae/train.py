@@ -7,39 +7,46 @@ over all parameters. This is what :class:`pyro.infer.SVI` does with a
 per parameter tensor, and by default recorded once and replayed
 (:mod:`pyrovae.fastpath`). The training set lives on the device as one tensor
 and a minibatch is ``pyro.plate(..., subsample=idx)``: no DataLoader.
+
+Reliability (SPEC section 7): every input is checked before any work starts
+(:mod:`pyrovae.validation`); a checkpoint is written at the end of every epoch
+and, with ``checkpoint_every``, every N steps, holding everything needed to
+continue bit for bit on CPU (weights, optimizer, RNG states, the position in
+the epoch); a NaN or infinity stops the run at the next checkpoint, before
+anything non-finite is saved, and :mod:`pyrovae.divergence` names the step
+and the term that went bad.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import platform
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import validate_array
-from .errors import PyroVAEError
+from .divergence import ADVICE, DivergenceError, all_finite, explain_step, optimizer_tensors
+from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS, MissingKLError, estimator as make_estimator
 from .evaluate import elbo_terms, evaluate_elbo, seeded
 from .fastpath import STEPS, build_step, make_optimizer
 from .klweight import linear_warmup
 from .registry import Registry
 from .runs import RunFolder
+from .validation import check_batch_size, check_training, one_line, validate_array, validate_data
 
 OPTIMIZERS: Registry[type] = Registry("optimizer")
 OPTIMIZERS.register("adam", torch.optim.Adam)
 OPTIMIZERS.register("adagrad", torch.optim.Adagrad)  # the paper's optimizer (section 5)
-
-
-class DivergenceError(PyroVAEError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -66,8 +73,9 @@ def resolve_device(device: str) -> torch.device:
 
 def _prepare(vae, x, what: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     x = validate_array(x, name=what, keep_float=True).to(device=device, dtype=dtype)
-    vae.check_data(x, what)
-    return x
+    # Checked again in the model's dtype: a float64 value may overflow, or round onto a support
+    # boundary (1 - 1e-9 becomes 1.0 in float32, outside the Beta likelihood's (0, 1)).
+    return validate_data(x, x_dim=vae.x_dim, likelihood=vae.likelihood_spec, name=what, keep_float=True)
 
 
 def _preflight(vae, est, x: torch.Tensor, labels: Dict[str, torch.Tensor]) -> None:
@@ -98,28 +106,44 @@ class _Trainer:
     COUNTERS = ("epoch", "samples_seen", "seconds", "wall_time")
 
     def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
-                 callback=None, labels=(None, None), kl_schedule=linear_warmup(), step="auto"):
+                 callback=None, labels=(None, None), kl_schedule=linear_warmup(), step="auto",
+                 clip_grad_norm=None, checkpoint_every=None):
         self.vae, self.est, self.optim = vae, est, optim
-        self.step_fn = build_step(step, vae, est, optim, train.device)
+        self.step_fn = build_step(step, vae, est, optim, train.device, clip_grad_norm)
         # Class labels of a conditional VAE, as model/guide keyword arguments (empty otherwise).
         self.labels, self.test_labels = ({} if labels[0] is None else {"y": labels[0]}), labels[1]
         self.kl_schedule = kl_schedule  # KL weight of each epoch (beta and warm-up)
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
         self.folder, self.config, self.callback = folder, config, callback
+        self.clip_grad_norm, self.checkpoint_every = clip_grad_norm, checkpoint_every
+        self.params = list(vae.parameters())
         self.device = train.device
         # Data order and binarization draw from their own stream, so every estimator sees the
         # same minibatches whatever noise it consumes (SPEC section 5: same data order).
         self.data_rng = torch.Generator(self.device).manual_seed(seed)
         self.epoch, self.samples_seen, self.seconds, self.wall_time = 0, 0, 0.0, 0.0
         self.metrics: List[Dict[str, Any]] = []
+        # Position inside the epoch in progress, for checkpoints every N steps: the steps done,
+        # their losses, their seconds, and the data RNG state the epoch was drawn from.
+        self.step_in_epoch, self.epoch_losses, self.epoch_seconds = 0, None, 0.0
+        self.epoch_rng: Optional[torch.Tensor] = None
+        self.clock = time.perf_counter()  # start of the current stretch of the epoch
+        self.last_saved: Optional[Tuple[int, int]] = None  # (epoch, step) of the newest checkpoint on disk
+        self.good: Optional[bytes] = None  # the last state that passed check_finite, serialized
 
     # -- checkpoints -----------------------------------------------------------------------
 
     def state(self) -> Dict[str, Any]:
         counters = {k: getattr(self, k) for k in self.COUNTERS}
-        return {"model": self.vae.state_dict(), "optimizer": self.optim.state_dict(),
-                "rng": _rng_state(self.device, self.data_rng), **counters}
+        rng = _rng_state(self.device, self.data_rng)
+        mid = self.step_in_epoch > 0
+        if mid:
+            rng["data"] = self.epoch_rng  # redraws this epoch's order and binarization on resume
+        return {"model": self.vae.state_dict(), "optimizer": self.optim.state_dict(), "rng": rng, **counters,
+                "metrics": list(self.metrics), "step": self.step_in_epoch,
+                "epoch_losses": self.epoch_losses if mid else torch.empty(0),
+                "epoch_seconds": self.epoch_seconds + time.perf_counter() - self.clock if mid else 0.0}
 
     def restore(self, state: Dict[str, Any]) -> None:
         lrs = [g["lr"] for g in self.optim.param_groups]
@@ -130,15 +154,33 @@ class _Trainer:
         for key in self.COUNTERS:
             setattr(self, key, state[key])
         _set_rng_state(state["rng"], self.device, self.data_rng)
-        self.metrics = self.folder.read_metrics()[: self.epoch]
+        # Checkpoints from before mid-epoch saving hold no step, losses or metrics.
+        self.step_in_epoch = int(state.get("step", 0))
+        self.epoch_losses = state["epoch_losses"].to(self.device) if self.step_in_epoch else None
+        self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        self.epoch_rng = state["rng"]["data"]
+        self.clock = time.perf_counter()
+        self.metrics = list(state["metrics"]) if "metrics" in state else self.folder.read_metrics()[: self.epoch]
 
     def save(self) -> None:
-        if not self.folder.exists():
-            # The folder appears with the first finished epoch: a run that never got that far
-            # leaves nothing behind to block the next attempt.
-            self.folder.create(self.config.to_dict())
-        self.folder.save_checkpoint(self.state())
-        self.folder.write_metrics(self.metrics)
+        """Checkpoint (when there is a run folder) and keep the state as the last good one."""
+        state = self.state()
+        if self.folder is not None:
+            # The checkpoint carries the metrics too, so a kill between these two writes loses nothing.
+            self.folder.save_checkpoint(state)
+            self.folder.write_metrics(self.metrics)
+            self.last_saved = (self.epoch, self.step_in_epoch)
+        self.keep_good(state)
+
+    def keep_good(self, state: Dict[str, Any]) -> None:
+        """Remember ``state`` as the last good one: serialized, so a deep copy off the device."""
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.good = buffer.getvalue()
+
+    def load_good(self) -> None:
+        """Return to the last state that passed :meth:`check_finite`."""
+        self.restore(torch.load(io.BytesIO(self.good), map_location=self.device, weights_only=True))
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -146,29 +188,77 @@ class _Trainer:
         """One SVI step on the minibatch ``x[idx]``; returns the detached loss (no host sync)."""
         return self.step_fn(x, idx, **self.labels)
 
-    def run_epoch(self, bar) -> torch.Tensor:
-        n = len(self.train)
+    def draw_epoch(self) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """The epoch's training rows and minibatch indices, drawn from the data RNG (remembered first)."""
+        self.epoch_rng = self.data_rng.get_state()
         # Dynamic binarization: a fresh Bernoulli draw of every grey-level image each epoch.
         x = torch.bernoulli(self.train, generator=self.data_rng) if self.dynamic else self.train
-        batches = torch.randperm(n, device=self.device, generator=self.data_rng).split(self.batch_size)
+        batches = torch.randperm(len(self.train), device=self.device, generator=self.data_rng).split(self.batch_size)
+        return x, batches
+
+    def run_epoch(self, bar) -> torch.Tensor:
+        n = len(self.train)
+        x, batches = self.draw_epoch()
         losses = torch.empty(len(batches), device=self.device, dtype=self.train.dtype)
+        start = self.step_in_epoch  # > 0 when resuming from a checkpoint taken inside this epoch
+        if start:
+            losses[:start] = self.epoch_losses
         every = max(1, len(batches) // 4)
-        for i, idx in enumerate(batches):
-            losses[i] = self.step(x, idx)
+        for i in range(start, len(batches)):
+            losses[i] = self.step(x, batches[i])
             bar.update(1)
             if i % every == every - 1:
                 bar.set_postfix(epoch=self.epoch + 1, elbo=f"{-losses[i].item() / n:.2f}")
+            if self.checkpoint_due(i + 1, len(batches)):
+                self.check_finite(losses[: i + 1])
+                self.step_in_epoch, self.epoch_losses = i + 1, losses[: i + 1].clone()
+                self.save()
         return losses
 
+    def checkpoint_due(self, done: int, steps: int) -> bool:
+        """Whether ``checkpoint_every`` asks for a checkpoint after ``done`` steps of this epoch
+        (counted over the whole run); the end of the epoch has its own."""
+        return (self.checkpoint_every is not None and done < steps
+                and (self.epoch * steps + done) % self.checkpoint_every == 0)
+
     def check_finite(self, losses: torch.Tensor) -> None:
-        bad = ~torch.isfinite(losses)
-        if bool(bad.any()):
-            step = int(bad.nonzero()[0])
-            kept = (f"the checkpoint of epoch {self.epoch} is kept" if self.folder and self.epoch
-                    else "no epoch had finished, so nothing was saved")
-            raise DivergenceError(
-                f"loss became {losses[step].item()} at epoch {self.epoch + 1}, step {step + 1} "
-                f"(try a lower learning rate); {kept}")
+        """Stop, before anything is saved, if a loss, parameter or optimizer state is NaN or infinite.
+
+        One host sync for all of them; the replay that names the bad step runs only on failure.
+        """
+        if not all_finite([losses, *self.params, *optimizer_tensors(self.optim)]):
+            raise self.diverged()
+
+    def diverged(self) -> DivergenceError:
+        """Replay from the last good state, checking every step, and explain the first bad one."""
+        self.load_good()
+        x, batches = self.draw_epoch()
+        for i in range(self.step_in_epoch, len(batches)):
+            before = {k: v.clone() for k, v in self.vae.state_dict().items()}
+            rng = _rng_state(self.device, self.data_rng)
+            loss, error = None, None
+            try:
+                loss = self.step(x, batches[i])
+            except (ValueError, RuntimeError) as e:  # e.g. a distribution refusing NaN parameters
+                error = e
+            if error is None and all_finite([loss, *self.params, *optimizer_tensors(self.optim)]):
+                continue
+            what, why = explain_step(self.vae, self.optim, x, batches[i], loss, error, before, rng)
+            return DivergenceError(f"{what} at epoch {self.epoch + 1}, step {i + 1}: {why}; {ADVICE}; "
+                                   f"{self.kept()}")
+        return DivergenceError(f"training became non-finite in epoch {self.epoch + 1}, but a replay from the "
+                               f"last good state did not reproduce it (a non-deterministic device?); {ADVICE}; "
+                               f"{self.kept()}")
+
+    def kept(self) -> str:
+        """What a divergence leaves on disk."""
+        if self.folder is None:
+            return "nothing was saved (no run folder)"
+        if self.last_saved is None:
+            return "no checkpoint had been written yet, so nothing was saved"
+        epoch, step = self.last_saved
+        return f"the checkpoint of epoch {epoch} is kept" if step == 0 else \
+            f"the checkpoint at epoch {epoch + 1}, step {step} is kept"
 
     def end_epoch(self, losses: torch.Tensor, seconds: float) -> None:
         self.epoch += 1
@@ -188,23 +278,30 @@ class _Trainer:
                                              disable=not self.progress, dynamic_ncols=True) as bar:
             # Pyro warns on every NaN step; check_finite reports the first one once, by epoch and step.
             warnings.filterwarnings("ignore", message="Encountered NaN")
+            self.keep_good(self.state())  # where a divergence before the first checkpoint is replayed from
             while self.epoch < epochs:
-                start = time.perf_counter()
+                start = self.clock = time.perf_counter()
                 self.vae.kl_weight = self.kl_schedule(self.epoch)  # evaluation resets it to 1 itself
-                losses = self.run_epoch(bar)
+                losses = self.guarded_epoch(bar)
                 self.check_finite(losses)  # reads the losses: a device sync, so the time below is complete
-                self.end_epoch(losses, time.perf_counter() - start)
-                self.wall_time += time.perf_counter() - start
-                if self.folder is not None:
-                    self.save()
+                earlier = self.epoch_seconds  # an epoch resumed from inside: its time before the interruption
+                self.end_epoch(losses, earlier + time.perf_counter() - start)
+                self.wall_time += earlier + time.perf_counter() - start
+                self.step_in_epoch, self.epoch_losses, self.epoch_seconds = 0, None, 0.0
+                self.save()
                 if self.callback is not None:
                     self.callback(self.epoch, self.vae)
 
-
-def _check_positive(**values: Any) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PyroVAEError(f"{name} must be a positive integer, got {value!r}")
+    def guarded_epoch(self, bar) -> torch.Tensor:
+        """:meth:`run_epoch`, turning an error raised by non-finite parameters into a divergence."""
+        try:
+            return self.run_epoch(bar)
+        except PyroVAEError:
+            raise
+        except (ValueError, RuntimeError):
+            if all_finite([*self.params, *optimizer_tensors(self.optim)]):
+                raise
+            raise self.diverged() from None
 
 
 def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: int = 1, epochs: int = 10,
@@ -212,7 +309,8 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         seed: int = 0, dynamic_binarization: bool = False, out: Optional[str] = None,
         resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True,
         callback: Optional[Callable[[int, Any], None]] = None, train_labels=None, test_labels=None,
-        beta: float = 1.0, kl_warmup_epochs: int = 0, step: str = "auto") -> FitResult:
+        beta: float = 1.0, kl_warmup_epochs: int = 0, step: str = "auto", clip_grad_norm: Optional[float] = None,
+        checkpoint_every: Optional[int] = None) -> FitResult:
     """Train ``vae`` on ``train`` with SVI and the named ELBO estimator.
 
     Seed the initial weights yourself (``pyro.set_rng_seed``) before building
@@ -225,10 +323,12 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     :param dynamic_binarization: draw a fresh Bernoulli binarization of the
         grey-level ``train`` every epoch.
     :param out: run folder for ``config.json``, ``checkpoint.pt``,
-        ``metrics.json`` and ``summary.json`` (nothing is written without it);
-        it appears when the first epoch ends.
+        ``metrics.json`` and ``summary.json`` (nothing is written without it).
+        It is locked (``run.lock``) while ``fit`` runs; if ``fit`` fails before
+        its first checkpoint, it is removed again.
     :param resume: continue the run in ``out`` from its last checkpoint up to
         ``epochs``; on CPU with the same seed this equals an uninterrupted run.
+        A folder whose run stopped before its first checkpoint starts over.
     :param config: the :class:`~pyrovae.config.RunConfig` to store as
         ``config.json``; by default one is built from these arguments (with
         ``dataset=None``: the data came from Python).
@@ -244,61 +344,92 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     :param kl_warmup_epochs: anneal the weight linearly from 0 to ``beta`` over this many
         epochs, one value per epoch (see :func:`pyrovae.klweight.linear_warmup`). Reported test
         ELBOs are always the true bound (weight 1).
+    :param clip_grad_norm: clip the norm of all gradients together to this value before each update.
+    :param checkpoint_every: also checkpoint (and check for NaN) every this many steps, not only at
+        the end of every epoch; a run resumed from inside an epoch still repeats an uninterrupted one.
     :returns: a :class:`FitResult`; ELBOs are in nats per data point.
+    :raises PyroVAEError: for bad input, before anything is written;
+        :class:`~pyrovae.divergence.DivergenceError` when training becomes non-finite.
     """
     opt_cls = OPTIMIZERS[optimizer]
     if step != "auto":
         STEPS.get(step, "step")
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
-    _check_positive(epochs=epochs, batch_size=batch_size)
+    check_training(epochs=epochs, batch_size=batch_size, lr=lr, num_particles=num_particles,
+                   clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every)
     schedule = linear_warmup(beta, kl_warmup_epochs)
     if (beta != 1 or kl_warmup_epochs) and not ESTIMATORS[estimator].kl_weighting:
         raise PyroVAEError(f"estimator {estimator!r} has no separate KL term for beta or a KL warm-up to "
                            "weight; use mc, analytic, auto or stl")
-    if not lr > 0:
-        raise PyroVAEError(f"lr must be positive, got {lr!r}")
     dev = resolve_device(device)
     dtype = next(vae.parameters()).dtype
     train = _prepare(vae, train, "train data", dev, dtype)
     test = None if test is None else _prepare(vae, test, "test data", dev, dtype)
     labels = _labels(vae, train_labels, train, "train labels"), _labels(vae, test_labels, test, "test labels")
-    if batch_size > len(train):
-        raise PyroVAEError(f"batch size {batch_size} is larger than the {len(train)} training points")
+    check_batch_size(batch_size, len(train))
     vae.to(dev)
     _preflight(vae, est, train, {} if labels[0] is None else {"y": labels[0]})
+    folder = _check_folder(out, resume)
 
-    folder = RunFolder(out) if out is not None else None
     config = config or _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer,
-                                         device, seed, dynamic_binarization, beta, kl_warmup_epochs)
+                                         device, seed, dynamic_binarization, beta, kl_warmup_epochs,
+                                         clip_grad_norm, checkpoint_every)
     if config.prior is None:
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     optim = make_optimizer(opt_cls, vae.parameters(), lr, dev, capturable=dev.type == "cuda")
     trainer = _Trainer(vae, est, optim, train, test, batch_size, dynamic_binarization, seed, folder, config,
-                       progress, callback, labels, schedule, step)
-    if resume:
-        _resume(trainer, folder, epochs, dev)
-    else:
-        if folder is not None:
-            folder.check_new()
-        pyro.set_rng_seed(seed)
-
+                       progress, callback, labels, schedule, step, clip_grad_norm, checkpoint_every)
+    session = folder.session(config.to_dict(), fresh=not resume) if folder else contextlib.nullcontext()
     # The param store scope keeps the user's store free of our names; the trainer sets the KL
     # weight per epoch and kl_weighted restores the VAE's own weight when training ends.
-    with pyro.get_param_store().scope(), vae.kl_weighted(vae.kl_weight):
+    with session, pyro.get_param_store().scope(), vae.kl_weighted(vae.kl_weight):
+        if resume and folder.has_checkpoint():
+            _resume(trainer, folder, epochs, dev)
+        else:
+            if resume:
+                warnings.warn(f"run {folder.path} stopped before its first checkpoint; starting it over",
+                              PyroVAEWarning, stacklevel=2)
+            pyro.set_rng_seed(seed)
         trainer.run(epochs)
-    summary = _summary(trainer, estimator, dev)
-    if folder is not None:
-        folder.write_config(config.to_dict())  # records the new epoch count after a resume
-        summary = folder.update_summary(**summary)
+        summary = _summary(trainer, estimator, dev)
+        if folder is not None:
+            folder.write_metrics(trainer.metrics)
+            folder.write_config(config.to_dict())  # records the new epoch count after a resume
+            summary = folder.update_summary(**summary)
     return FitResult(vae, trainer.metrics, summary)
 
 
-def _resume(trainer: _Trainer, folder: Optional[RunFolder], epochs: int, device: torch.device) -> None:
-    if folder is None:
-        raise PyroVAEError("resume needs a run folder (out=...)")
-    trainer.restore(folder.require().load_checkpoint(device))
-    if epochs < trainer.epoch:
-        raise PyroVAEError(f"run {folder.path} already has {trainer.epoch} epochs; ask for at least that many")
+def _check_folder(out: Optional[str], resume: bool) -> Optional[RunFolder]:
+    """The run folder, if any, after the checks that need no lock: not in use, and new or resumable."""
+    if out is None:
+        if resume:
+            raise PyroVAEError("resume needs a run folder (out=...)")
+        return None
+    folder = RunFolder(out)
+    folder.check_free()
+    if resume:
+        folder.require(checkpoint=False)
+    else:
+        folder.check_new()
+    return folder
+
+
+def _resume(trainer: _Trainer, folder: RunFolder, epochs: int, device: torch.device) -> None:
+    state = folder.load_checkpoint(device)
+    try:
+        trainer.restore(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise PyroVAEError(f"checkpoint of {folder.path} does not match this run ({one_line(e)})") from None
+    trainer.last_saved = (trainer.epoch, trainer.step_in_epoch)
+    steps = math.ceil(len(trainer.train) / trainer.batch_size)
+    if trainer.step_in_epoch >= steps:
+        raise PyroVAEError(f"checkpoint of {folder.path} stopped at step {trainer.step_in_epoch} of an epoch, but "
+                           f"this run has {steps} steps per epoch (other data or batch size?)")
+    begun = f" and part of epoch {trainer.epoch + 1}" if trainer.step_in_epoch else ""
+    needed = trainer.epoch + (trainer.step_in_epoch > 0)  # an epoch begun must be finished
+    if epochs < needed:
+        raise PyroVAEError(f"run {folder.path} already has {trainer.epoch} epochs{begun}; "
+                           f"ask for at least {needed}")
 
 
 def _labels(vae, labels, x: Optional[torch.Tensor], what: str) -> Optional[torch.Tensor]:
@@ -310,14 +441,15 @@ def _labels(vae, labels, x: Optional[torch.Tensor], what: str) -> Optional[torch
 
 
 def _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer, device, seed,
-                      dynamic, beta, kl_warmup_epochs) -> RunConfig:
+                      dynamic, beta, kl_warmup_epochs, clip_grad_norm, checkpoint_every) -> RunConfig:
     names = vae.names
     return RunConfig(dataset=None, binarize="dynamic" if dynamic else "none", latent_dim=vae.z_dim,
                      hidden=vae.hidden, activation=names["activation"], posterior=names["posterior"],
                      prior=names["prior"], likelihood=names["likelihood"], estimator=estimator,
                      particles=num_particles, epochs=epochs, batch_size=batch_size, lr=lr,
                      optimizer=optimizer, device=device, seed=seed, conditional=names["conditional"],
-                     num_classes=vae.num_classes, beta=float(beta), kl_warmup_epochs=kl_warmup_epochs)
+                     num_classes=vae.num_classes, beta=float(beta), kl_warmup_epochs=kl_warmup_epochs,
+                     clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every)
 
 
 def final_elbos(vae, test: torch.Tensor, seed: int, labels=None) -> Dict[str, float]:

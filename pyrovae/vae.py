@@ -33,7 +33,8 @@ from .errors import PyroVAEError
 from .families import FAMILIES, PRIORS, check_compatible
 from .klweight import KLWeight
 from .likelihoods import LIKELIHOODS
-from .networks import check_sizes, mlp
+from .networks import mlp
+from .validation import check_positive, check_rows
 
 
 class VAE(nn.Module):
@@ -79,7 +80,7 @@ class VAE(nn.Module):
         num_classes: Optional[int] = None,
     ) -> None:
         super().__init__()
-        check_sizes(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        check_positive(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, tuple(hidden)
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
@@ -108,7 +109,7 @@ class VAE(nn.Module):
             return None
         if num_classes is None:
             raise PyroVAEError(f"conditional {self.conditioning.name!r} needs num_classes (the labels' class count)")
-        check_sizes(num_classes=num_classes)
+        check_positive(num_classes=num_classes)
         if self.conditioning.class_prior and prior != "normal":
             raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of seed 000 eq. 8; "
                                f"it replaces the 'normal' prior, not {prior!r}")
@@ -197,9 +198,7 @@ class VAE(nn.Module):
 
     def check_data(self, x: torch.Tensor, what: str = "data") -> None:
         """Raise :class:`PyroVAEError` unless ``x`` is ``(N, x_dim)`` inside the likelihood's support."""
-        if x.dim() != 2 or x.shape[1] != self.x_dim:
-            raise PyroVAEError(f"{what} must have shape (N, {self.x_dim}), got {tuple(x.shape)}")
-        self.likelihood_spec.validate(x, what)
+        check_rows(x, x_dim=self.x_dim, likelihood=self.likelihood_spec, name=what)
 
     def extra_repr(self) -> str:
         n = self.names

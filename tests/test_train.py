@@ -1,6 +1,7 @@
 """fit(): learning on real digits, exact resume, divergence handling and input validation."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -119,7 +120,7 @@ def test_fit_folder_reopens_with_its_own_config(mnist, tmp_path):
 
 
 def test_divergence_in_first_epoch_leaves_no_folder(mnist, tmp_path):
-    with pytest.raises(DivergenceError, match="no epoch had finished"):
+    with pytest.raises(DivergenceError, match="nothing was saved"):
         fit(VAE(784, 5, hidden=(32,)), mnist.train[:600], epochs=1, batch_size=50, lr=1e6, device="cpu",
             progress=False, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -150,3 +151,114 @@ def test_every_estimator_sees_the_same_minibatches(mnist, monkeypatch):
     a, b = seen.values()
     assert len(a) == len(b) == 12
     assert all(torch.equal(i, j) and s == t for (i, s), (j, t) in zip(a, b))
+
+
+# -- checkpoints inside an epoch, gradient clipping, naming the bad step -------------------------
+
+
+def _stop_at(monkeypatch, steps):
+    """Make ``_Trainer.step`` raise KeyboardInterrupt at the given call numbers (1-based, over the test)."""
+    from pyrovae.train import _Trainer
+
+    original, calls = _Trainer.step, [0]
+
+    def step(self, x, idx):
+        calls[0] += 1
+        if calls[0] in steps:
+            raise KeyboardInterrupt
+        return original(self, x, idx)
+
+    monkeypatch.setattr(_Trainer, "step", step)
+
+
+def _tiny_run(out, epochs, resume=False, **kw):
+    """12 steps an epoch on 240 grey-level rows of 20 pixels, binarized afresh every epoch."""
+    torch.manual_seed(123)
+    x = torch.rand(240, 20, generator=torch.Generator().manual_seed(1))
+    return fit(VAE(20, 2, hidden=(8,)), x, x[:40].round(), epochs=epochs, batch_size=20, seed=7,
+               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, **kw)
+
+
+def test_resume_from_inside_an_epoch_equals_uninterrupted_run(tmp_path, monkeypatch):
+    """Interrupted at step 17 (epoch 2 of 12-step epochs) and again 8 steps into the resume."""
+    full = _tiny_run(tmp_path / "full", 3, checkpoint_every=5)
+    _stop_at(monkeypatch, {17, 17 + 8})
+    for resume in (False, True):
+        with pytest.raises(KeyboardInterrupt):
+            _tiny_run(tmp_path / "part", 3, resume=resume, checkpoint_every=5)
+    state = RunFolder(tmp_path / "part").load_checkpoint()
+    # The first stretch saved at step 15; the resume redid 16 and stopped before its 8th step, at 23.
+    assert (state["epoch"], state["step"]) == (1, 20 - 12)
+    resumed = _tiny_run(tmp_path / "part", 3, resume=True, checkpoint_every=5)
+    a, b = full.vae.state_dict(), resumed.vae.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in m.metrics] for m in (full, resumed)]
+    assert timeless[0] == timeless[1]
+
+
+def test_gradient_clipping_bounds_every_update(monkeypatch):
+    from pyrovae.train import _Trainer
+
+    norms = []
+    original = _Trainer.step
+
+    def step(self, x, idx):
+        loss = original(self, x, idx)
+        norms.append(float(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]).norm()))
+        return loss
+
+    monkeypatch.setattr(_Trainer, "step", step)
+    result = _tiny_run(None, 1, clip_grad_norm=0.5)
+    assert len(norms) == 12 and max(norms) <= 0.5 * (1 + 1e-5)
+    assert result.summary["epochs"] == 1
+
+
+def test_absurd_lr_names_step_and_term_and_keeps_the_step_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(DivergenceError) as info:
+        _tiny_run(out, 2, lr=1e6, checkpoint_every=1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert re.search(r"(loss became (nan|inf|-inf)|gradients became non-finite|parameters became non-finite) "
+                     r"at epoch 1, step (\d+): ", message), message
+    step = int(re.search(r"step (\d+):", message).group(1))
+    assert re.search(r"(KL term at site 'z'|reconstruction term log p\(x\|z\)) is (nan|inf|-inf)"
+                     r"|non-finite gradients in (encoder|decoder)|update of", message), message
+    assert f"the checkpoint at epoch 1, step {step - 1} is kept" in message
+    state = RunFolder(out).load_checkpoint()
+    assert (state["epoch"], state["step"]) == (0, step - 1)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_non_finite_gradient_is_found_at_its_step(monkeypatch):
+    """The loss stays finite; the decoder's gradient is NaN whenever row 7 is in the minibatch."""
+    from pyrovae.train import _Trainer
+
+    batches, original = [], _Trainer.step
+
+    def step(self, x, idx):
+        batches.append(bool((idx == 7).any()))
+        poison = [p.register_hook(lambda g: g * float("nan")) for p in self.vae.decoder.parameters()] \
+            if batches[-1] else []
+        try:
+            return original(self, x, idx)
+        finally:
+            for handle in poison:
+                handle.remove()
+
+    monkeypatch.setattr(_Trainer, "step", step)
+    with pytest.raises(DivergenceError) as info:
+        _tiny_run(None, 1)
+    first = batches.index(True) + 1
+    assert f"gradients became non-finite at epoch 1, step {first}: the loss" in str(info.value)
+    assert "non-finite gradients in decoder" in str(info.value) and "encoder" not in str(info.value)
+
+
+def test_config_round_trip_with_reliability_fields():
+    from pyrovae import RunConfig
+
+    config = RunConfig(clip_grad_norm=5.0, checkpoint_every=100)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in RunConfig().to_dict().items() if k not in ("clip_grad_norm", "checkpoint_every")}
+    assert RunConfig.from_dict(old) == RunConfig()  # config.json files from before these fields
+    assert config.conflicts({"checkpoint_every": 7, "clip_grad_norm": 1.0}) == {"clip_grad_norm": (5.0, 1.0)}

@@ -1,0 +1,74 @@
+"""kill -9 a training run at random moments: every time a checkpoint loads, and the resumed run
+ends with exactly the parameters of an uninterrupted one (CPU, same seed)."""
+
+import json
+import random
+import subprocess
+import sys
+import time
+
+import torch
+
+from pyrovae.checkpoint import load_checkpoint
+from pyrovae.cli import main
+
+KILLS = 10
+# Small enough to be quick, long enough (80 steps an epoch, a checkpoint every 3 steps) that ten kills
+# land at different places: in a step, in a checkpoint write, in the evaluation at an epoch's end.
+TRAIN = ["train", "--dataset", "synthetic", "--likelihood", "normal", "--latent-dim", "2", "--hidden", "16",
+         "--estimator", "mc", "--epochs", "8", "--batch-size", "50", "--checkpoint-every", "3", "--seed", "5",
+         "--device", "cpu", "--no-progress"]
+
+
+def _lock_pid(run):
+    try:
+        return json.loads((run / "run.lock").read_text()).get("pid")
+    except (OSError, ValueError):  # not there yet, or being written
+        return None
+
+
+def _wait_until_training(proc, run, timeout=120.0):
+    """Until ``proc`` holds the run folder's lock and a checkpoint exists (it is past its set-up)."""
+    deadline = time.monotonic() + timeout
+    while not (_lock_pid(run) == proc.pid and (run / "checkpoint.pt").is_file()):
+        assert proc.poll() is None, f"training exited early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.005)
+
+
+def _strip_seconds(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_kill_9_ten_times_then_resume_equals_uninterrupted(tmp_path):
+    start = time.perf_counter()
+    assert main([*TRAIN, "--out", str(tmp_path / "reference")]) == 0  # in-process: the same code, one start-up less
+    seconds = time.perf_counter() - start
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
+
+    run, rng, stops = tmp_path / "run", random.Random(2024), []
+    for _ in range(KILLS):
+        resume = ["--resume"] if (run / "config.json").is_file() else []
+        proc = subprocess.Popen([sys.executable, "-m", "pyrovae", *TRAIN, "--out", str(run), *resume],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _wait_until_training(proc, run)
+        # Random moments measured in units of the whole run: ten of them add up to about a third.
+        time.sleep(rng.uniform(0.005, 0.06) * seconds)
+        proc.kill()
+        proc.wait()
+        assert proc.returncode == -9, "the run finished before it could be killed"
+        state = load_checkpoint(run / "checkpoint.pt")  # always a whole, loadable checkpoint
+        stops.append((state["epoch"], state["step"]))
+
+    res = subprocess.run([sys.executable, "-m", "pyrovae", *TRAIN, "--out", str(run), "--resume"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "took over the stale lock" in res.stderr  # the killed run's lock was detected as stale
+    final = load_checkpoint(run / "checkpoint.pt")
+    assert final["model"].keys() == reference["model"].keys()
+    assert all(torch.equal(final["model"][k], reference["model"][k]) for k in reference["model"])
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (run, tmp_path / "reference")]
+    assert _strip_seconds(metrics[0]) == _strip_seconds(metrics[1])
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json", "summary.json"]
+    # Each kill found the run further on (a kill during a resume's set-up may find it where it was).
+    assert stops == sorted(stops) and len(set(stops)) >= KILLS // 2, stops
