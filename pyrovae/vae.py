@@ -28,6 +28,10 @@ from .networks import check_sizes, mlp
 class VAE(nn.Module):
     """A VAE whose ``model`` and ``guide`` are plain Pyro callables.
 
+    Parameters are registered with :func:`pyro.module` under ``"encoder"``,
+    ``"decoder"`` and ``"likelihood"``; as with any Pyro model, call
+    :func:`pyro.clear_param_store` before training a second VAE with plain SVI.
+
     :param x_dim: size of one (flattened) data point.
     :param z_dim: number of latent dimensions.
     :param hidden: hidden layer sizes of the encoder; the decoder mirrors them.
@@ -41,10 +45,6 @@ class VAE(nn.Module):
         ``[loc | log sigma^2]``.
     :param decoder: optional module mapping ``z`` to the likelihood's raw
         head (logits for ``bernoulli``, the mean for ``normal``).
-
-    Parameters are registered with :func:`pyro.module` under ``"encoder"``,
-    ``"decoder"`` and ``"likelihood"``; as with any Pyro model, call
-    :func:`pyro.clear_param_store` before training a second VAE with plain SVI.
     """
 
     def __init__(
@@ -113,6 +113,7 @@ class VAE(nn.Module):
         self.likelihood_spec.validate(x, what)
 
     def extra_repr(self) -> str:
+        """The sizes and registry names, shown by ``print(vae)``."""
         n = self.names
         return (f"x_dim={self.x_dim}, z_dim={self.z_dim}, hidden={self.hidden}, posterior={n['posterior']!r}, "
                 f"prior={n['prior']!r}, likelihood={n['likelihood']!r}")
