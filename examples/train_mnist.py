@@ -24,6 +24,11 @@ What this script shows, step by step:
 All numbers are nats per test point (higher is better), on the dynamically
 binarized set-up; other binarizations give different numbers.
 
+6. Three figures: the learning curves, test digits next to their
+   reconstructions, and digits decoded from prior samples ``z ~ p(z)``. They
+   go to ``docs/tutorials/img/`` (``--figures`` to change; a temporary folder
+   with ``--smoke``), where the tutorial "A first VAE" shows them.
+
 Usage::
 
     python examples/train_mnist.py                  # 20 epochs, K = 1000
@@ -47,12 +52,20 @@ same training numbers as ``pyrovae train --epochs E`` on CPU.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
+import matplotlib
 import pyro
 import torch
 
 import pyrovae
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "img"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="run folder to write (default: write nothing)")
     p.add_argument("--smoke", action="store_true",
                    help="a seconds-long check: 1 epoch on 1,000 training rows, K = 10")
+    p.add_argument("--figures", type=Path, default=None,
+                   help=f"folder for the figures (default {FIGURES}; a temporary folder with --smoke)")
     return p.parse_args(argv)
 
 
@@ -119,6 +134,62 @@ def main(argv=None) -> None:
         folder = pyrovae.RunFolder(args.out)
         folder.update_summary(log_likelihood={"nats": log_px, "num_samples": samples})
         print(f"run folder: {args.out}")
+
+    figures = args.figures or (Path(tempfile.mkdtemp()) if args.smoke else FIGURES)
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_curves(result.metrics, figures / "first_vae_curves.png")
+    plot_reconstructions(vae, data, figures / "first_vae_reconstructions.png")
+    plot_samples(vae, data.image_shape, figures / "first_vae_samples.png", seed=seed)
+    print(f"figures: {figures}")
+
+
+def plot_curves(metrics, path: Path) -> None:
+    """Train and test ELBO per epoch, and the test ELBO split into reconstruction and KL."""
+    epochs = [m["epoch"] for m in metrics]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    left.plot(epochs, [m["train_elbo"] for m in metrics], "--", label="train (mean over the epoch)")
+    left.plot(epochs, [m["test_elbo"] for m in metrics], label="test")
+    left.set(xlabel="epoch", ylabel="ELBO, nats per point", title="ELBO")
+    right.plot(epochs, [-m["test_recon"] for m in metrics], label="-E_q log p(x|z)")
+    right.plot(epochs, [m["test_kl"] for m in metrics], label="KL(q || p)")
+    right.set(xlabel="epoch", ylabel="nats per point", title="test ELBO = recon - KL")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_reconstructions(vae, data, path: Path) -> None:
+    """One test digit per class (top) and the decoder's mean at the posterior mean (bottom)."""
+    rows = [int((data.test_labels == c).nonzero()[0]) for c in range(10)]
+    x = data.test[rows]
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x).mean).mean
+    _grid(torch.cat([x, recon]), 2, data.image_shape, path)
+
+
+def plot_samples(vae, image_shape, path: Path, seed: int) -> None:
+    """Decoder means of 40 draws from the prior: what the generative model has learned."""
+    pyro.set_rng_seed(seed)
+    with torch.no_grad():
+        z = vae.prior().sample((40,))
+        x = vae.decode(z).mean
+    _grid(x, 4, image_shape, path)
+
+
+def _grid(images: torch.Tensor, rows: int, shape, path: Path) -> None:
+    cols = len(images) // rows
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.7))
+    for ax, image in zip(axes.flat, images):
+        ax.imshow(image.reshape(shape).cpu(), cmap="gray_r", vmin=0, vmax=1)
+        ax.axis("off")
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, top=1, bottom=0)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

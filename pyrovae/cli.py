@@ -26,11 +26,12 @@ from .errors import PyroVAEError, PyroVAEWarning
 from .estimators import ESTIMATORS
 from .evaluate import log_likelihood
 from .fastpath import STEPS
-from .families import FAMILIES, PRIORS, closed_form_table, support_str
+from .families import FAMILIES
 from .likelihoods import LIKELIHOODS
 from .plots import PLOTS, write_figures
 from .run_report import write_run_report
 from .runs import RunFolder, load_run
+from .tables import families_table, kl_text_table, likelihoods_table, priors_table, text_table
 from .tblog import TensorBoardLogger, require_tensorboard
 from .train import OPTIMIZERS, final_elbos, fit, resolve_device
 from .validation import check_positive
@@ -226,35 +227,15 @@ def _add_plot(sub) -> None:
 
 def cmd_families(args: argparse.Namespace) -> int:
     """``pyrovae families``: the registered families and likelihoods, or the closed-form KL table."""
-    if args.kl_table:
-        _print_kl_table()
-        return 0
-    _print_table(["family", "route", "support", "default prior", "description"],
-                 [[n, f.route, support_str(f.support), f.default_prior, f.description] for n, f in FAMILIES.items()])
-    print()
-    _print_table(["prior", "support", "description"],
-                 [[n, support_str(p.support), p.description] for n, p in PRIORS.items()])
-    print()
-    _print_table(["likelihood", "support", "description"],
-                 [[n, str(s.support), s.description] for n, s in LIKELIHOODS.items()])
+    print(families_text(kl=args.kl_table))
     return 0
 
 
-def _print_table(header: list, rows: list) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[-1])
-
-
-def _print_kl_table() -> None:
-    table = closed_form_table()
-    rows, cols = FAMILIES.names(), PRIORS.names()
-    width = max(map(len, rows + cols)) + 2
-    print("closed-form KL(q||p): rows = posterior q, columns = prior p; "
-          "yes = analytic, - = sampled only, x = support mismatch")
-    print(" " * width + "".join(f"{n:>{width}}" for n in cols))
-    for q in rows:
-        print(f"{q:<{width}}" + "".join(f"{table[q, p]:>{width}}" for p in cols))
+def families_text(kl: bool = False) -> str:
+    """What ``pyrovae families`` prints (``kl``: what ``--kl-table`` prints)."""
+    if kl:
+        return kl_text_table()
+    return "\n\n".join(text_table(*table()) for table in (families_table, priors_table, likelihoods_table))
 
 
 def _names(registry):

@@ -255,6 +255,7 @@ class FixedNormalLikelihood(nn.Module):
 # -- the registry ------------------------------------------------------------------------
 
 LIKELIHOODS: Registry[LikelihoodSpec] = Registry("likelihood")
+"""Likelihood name -> :class:`LikelihoodSpec`; add one with :func:`register_likelihood`."""
 
 
 def register_likelihood(spec: LikelihoodSpec, *, overwrite: bool = False) -> LikelihoodSpec:

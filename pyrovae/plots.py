@@ -83,6 +83,7 @@ class PlotKind:
     images: Optional[Callable[[PlotData], Tuple[torch.Tensor, int]]] = None
 
 
+#: The figure kinds of ``pyrovae plot --kind`` by name, each a :class:`PlotKind` (one PNG per kind).
 PLOTS: Registry[PlotKind] = Registry("figure kind")
 
 

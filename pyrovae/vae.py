@@ -40,6 +40,10 @@ from .validation import check_positive, check_rows
 class VAE(nn.Module):
     """A VAE whose ``model`` and ``guide`` are plain Pyro callables.
 
+    Parameters are registered with :func:`pyro.module` under ``"encoder"``,
+    ``"decoder"`` and ``"likelihood"``; as with any Pyro model, call
+    :func:`pyro.clear_param_store` before training a second VAE with plain SVI.
+
     :param x_dim: size of one (flattened) data point.
     :param z_dim: number of latent dimensions.
     :param hidden: hidden layer sizes of the encoder; the decoder mirrors them.
@@ -201,6 +205,7 @@ class VAE(nn.Module):
         check_rows(x, x_dim=self.x_dim, likelihood=self.likelihood_spec, name=what)
 
     def extra_repr(self) -> str:
+        """The sizes and registry names, shown by ``print(vae)``."""
         n = self.names
         return (f"x_dim={self.x_dim}, z_dim={self.z_dim}, hidden={self.hidden}, posterior={n['posterior']!r}, "
                 f"prior={n['prior']!r}, likelihood={n['likelihood']!r}, conditional={n['conditional']!r}")

@@ -34,6 +34,7 @@ class EstimatorSpec:
 
 
 ESTIMATORS: Registry[EstimatorSpec] = Registry("estimator")
+"""Estimator name -> :class:`EstimatorSpec`; :func:`estimator` builds the Pyro ELBO object."""
 
 
 def register_estimator(name: str, summary: str, reference: str, kl_weighting: bool = True):

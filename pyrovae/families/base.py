@@ -173,6 +173,7 @@ class ParametricFamily(Family):
 
 
 FAMILIES: Registry[Family] = Registry("family")
+"""Posterior family name -> :class:`Family`; add one with ``register_family``."""
 
 
 def _bounds(c: Constraint) -> Tuple[float, float]:

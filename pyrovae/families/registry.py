@@ -34,6 +34,7 @@ class PriorSpec:
 
 
 PRIORS: Registry[PriorSpec] = Registry("prior")
+"""Prior name -> :class:`PriorSpec`: every family with standard parameters, and ``mog``."""
 
 
 def register_prior(spec: PriorSpec, *, overwrite: bool = False) -> PriorSpec:
