@@ -49,6 +49,11 @@ class Conditioning:
 
 
 CONDITIONINGS: Registry[Conditioning] = Registry("conditional mode")
+"""Conditioning name (``--conditional``, ``VAE(conditional=...)``) -> :class:`Conditioning`.
+
+``none``, ``prior`` (prior ``N(mu_y, I)``, seed 000 eq. 8) and ``full`` (one-hot label into the
+encoder and the decoder, Sohn et al. 2015).
+"""
 for _c in (Conditioning("none", False, False, False, "unconditional VAE"),
            Conditioning("prior", False, False, True, "prior N(mu_y, I) with a learned mean per class (seed 000 eq. 8)"),
            Conditioning("full", True, True, False, "CVAE: one-hot label fed to the encoder and the decoder")):

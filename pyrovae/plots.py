@@ -83,8 +83,8 @@ class PlotKind:
     images: Optional[Callable[[PlotData], Tuple[torch.Tensor, int]]] = None
 
 
-#: The figure kinds of ``pyrovae plot --kind`` by name, each a :class:`PlotKind` (one PNG per kind).
 PLOTS: Registry[PlotKind] = Registry("figure kind")
+"""Figure kind name (``pyrovae plot --kind``) -> :class:`PlotKind`; each kind writes ``<name>.png``."""
 
 
 def _needs_images(data: PlotData) -> Optional[str]:

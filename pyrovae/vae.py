@@ -63,10 +63,6 @@ class VAE(nn.Module):
     :param num_classes: number of classes ``C`` of the labels ``0..C-1``; needed
         when ``conditional`` is not ``none``. With ``full`` the default networks
         take ``x_dim + C`` and ``z_dim + C`` inputs.
-
-    Parameters are registered with :func:`pyro.module` under ``"encoder"``,
-    ``"decoder"`` and ``"likelihood"``; as with any Pyro model, call
-    :func:`pyro.clear_param_store` before training a second VAE with plain SVI.
     """
 
     def __init__(
