@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import statistics
 import time
@@ -133,6 +134,7 @@ def step_flops(x_dim: int, hidden: int, z_dim: int, batch: int, particles: int) 
 def environment(device: torch.device) -> Dict[str, object]:
     """What the numbers were measured on."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other jobs skew the timings
+    return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(), "load_average": load,
             "torch": torch.__version__, "pyro": pyro.__version__, "pyrovae": pyrovae.__version__,
             "python": platform.python_version()}
