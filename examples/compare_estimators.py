@@ -10,7 +10,7 @@ script runs five estimators with L = K = 5 samples per point, ``mc`` (SGVB-A),
 latent dimensions, and copies the figures to ``docs/tutorials/img/``, where the
 tutorial "Comparing estimators" shows them.
 
-    python examples/compare_estimators.py                        # about 10 minutes on 2 CPU cores
+    python examples/compare_estimators.py                        # 10 training runs; 27 minutes on a busy 2-core CPU
     python examples/compare_estimators.py --smoke                # seconds: 2 estimators, 1 epoch, 1 seed
     python examples/compare_estimators.py --out runs/my-compare  # keep report.md and report.json there
 """

@@ -9,7 +9,7 @@ where one exists and samples it elsewhere, and reports which it did. With two
 latent dimensions the encoder's output can be drawn directly: one point per
 test digit, coloured by its label.
 
-    python examples/swap_distributions.py            # 20 epochs per pair, about 5 minutes on a CPU
+    python examples/swap_distributions.py            # 20 epochs per pair; 8 minutes on a busy 2-core CPU
     python examples/swap_distributions.py --smoke    # 1 epoch on 1,000 rows, K = 10; figures to a temporary folder
 """
 
