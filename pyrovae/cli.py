@@ -260,6 +260,8 @@ def _positive_ints(text: str) -> list:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``pyrovae compare``: train each estimator on the same grid and write the comparison report."""
+    from .report import write_report  # matplotlib: imported only by the command that draws (0.5 s)
+
     check_positive(**{f"--{name.replace('_', '-')}": getattr(args, name)
                       for name in ("seeds", "epochs", "particles", "batch_size", "ll_samples", "grad_repeats")})
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -273,8 +275,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
                          device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
                          on_run=lambda run: bar.update(1))
-    from .report import write_report  # matplotlib: imported only by the command that draws
-
     report = write_report(result, out)
     for cell in report["summary"].values():
         print(f"Nz={cell['z_dim']:<4} {cell['estimator']:<9} test ELBO {cell['test_elbo']['mean']:.2f} "
