@@ -116,7 +116,7 @@ class _Trainer:
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
         self.folder, self.config, self.callback = folder, config, callback
-        self.clip_grad_norm, self.checkpoint_every = clip_grad_norm, checkpoint_every
+        self.checkpoint_every = checkpoint_every  # clipping belongs to the step (fastpath)
         self.params = list(vae.parameters())
         self.device = train.device
         # Data order and binarization draw from their own stream, so every estimator sees the
