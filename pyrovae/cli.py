@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import pyro
 from tqdm.auto import tqdm
 
+from . import distributed
 from .compare import SETUPS, compare
 from .conditional import CONDITIONINGS, count_classes
 from .config import RunConfig
@@ -38,6 +39,8 @@ from .validation import check_positive
 from .vae import vae_from_config
 
 EXIT_BAD_INPUT = 2
+#: Commands that run data-parallel when launched by torchrun (every rank runs the command).
+DATA_PARALLEL = ("train", "evaluate", "compare")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,7 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise PyroVAEError("--resume needs --out RUN_FOLDER")
         args.out = f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{given.get('dataset', 'mnist-5k')}-" \
                    f"{given.get('estimator', 'analytic')}"
-    config = _train_config(args, given)
+    ranks = distributed.current()
+    # Rank 0 alone looks at the run folder (other ranks would race with what it writes).
+    config = _train_config(args, given) if ranks is None else \
+        ranks.from_main(lambda: _train_config(args, given), "the run-folder checks")
     _check_names(config)
     CONDITIONINGS.check(config.conditional)
     if config.tensorboard:
@@ -136,8 +142,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     pyro.set_rng_seed(config.seed)  # the initial weights belong to the seed too
     vae = vae_from_config(config, data.x_dim)
     config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
+    main = ranks is None or ranks.main
     callback = (TensorBoardLogger(args.out, data.test, data.test_labels, data.image_shape, config.seed)
-                if config.tensorboard else None)
+                if config.tensorboard and main else None)
     result = fit(vae, data.train, test=data.test, estimator=config.estimator, num_particles=config.particles,
                  epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                  device=config.device, seed=config.seed, dynamic_binarization=data.dynamic, out=args.out,
@@ -147,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every)
     if callback is not None:
         callback.close()
+    if not main:
+        return 0  # rank 0 prints, draws and reports
     summary = _conditional_summary(args.out, vae, data, result.summary)
     _print_result(args.out, result.metrics[-1] if result.metrics else {}, summary)
     _write_figures_and_report(args.out, None if args.no_figures else ())
@@ -197,8 +206,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_positive(**{"--samples": args.samples})
     vae, config, data, folder = load_run(args.run, device=str(resolve_device(args.device)))
     elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels)
-    ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed, progress=not args.no_progress,
-                        labels=data.test_labels)
+    ranks = distributed.current()  # under torchrun every rank reads the run and evaluates its shard
+    main = ranks is None or ranks.main
+    ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed,
+                        progress=main and not args.no_progress, labels=data.test_labels)
+    if not main:
+        return 0
     folder.update_summary(test_elbo=elbos, log_likelihood={"nats": ll, "num_samples": args.samples})
     for name, value in elbos.items():
         print(f"test ELBO ({name}): {value:.3f} nats/point")
@@ -275,6 +288,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
                          device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
                          on_run=lambda run: bar.update(1))
+    ranks = distributed.current()
+    if ranks is not None and not ranks.main:
+        return 0  # every rank trained and evaluated its shard; rank 0 writes the report
     report = write_report(result, out)
     for cell in report["summary"].values():
         print(f"Nz={cell['z_dim']:<4} {cell['estimator']:<9} test ELBO {cell['test_elbo']['mean']:.2f} "
@@ -347,12 +363,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)
         try:
+            if args.command in DATA_PARALLEL:
+                distributed.init_from_env(getattr(args, "device", None) or "auto")
             return args.func(args)
         except PyroVAEError as e:
             message = " ".join(str(e).split())
-            print(f"pyrovae {args.command}: error: {message}", file=sys.stderr)
+            print(f"pyrovae {args.command}: error: {_rank_prefix()}{message}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except distributed.DistributedError as e:
+            # The first line: Pyro appends the trace's shapes to errors raised inside a model.
+            print(f"pyrovae {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print(f"pyrovae {args.command}: interrupted; the last checkpoint is kept in the run folder "
                   "(resume with --resume)", file=sys.stderr)
             return 130
+        finally:
+            distributed.shutdown()
+
+
+def _rank_prefix() -> str:
+    """``"rank R: "`` on the ranks after the first of a data-parallel run (each prints its own error)."""
+    ranks = distributed.current()
+    return "" if ranks is None or ranks.main else f"rank {ranks.rank}: "

@@ -22,6 +22,7 @@ import torch
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
+from . import distributed
 from .estimators import estimator as make_estimator
 from .estimators.weights import PARTICLE_PLATE, local_log_weights
 from .kl import has_closed_form_kl, latent_sites
@@ -69,6 +70,34 @@ def _at(labels: Optional[torch.Tensor], rows: slice) -> Dict[str, torch.Tensor]:
     return {} if labels is None else {"y": labels[rows]}
 
 
+def _here(vae, data: torch.Tensor, y: Optional[torch.Tensor], batch_size: int
+          ) -> Iterator[Tuple[torch.Tensor, Dict[str, torch.Tensor], contextlib.AbstractContextManager]]:
+    """The chunks of ``batch_size`` rows this process evaluates: ``(rows, labels, noise context)``.
+
+    In one process, every chunk. Under torchrun each rank takes its shard of every chunk
+    and draws the chunk's noise as one process would (:class:`~pyrovae.distributed.SharedNoise`),
+    so the summed result is the single-process one; a chunk with fewer rows than ranks goes
+    to rank 0 alone, whose random stream is the single process's.
+    """
+    ranks = distributed.current()
+    for rows in _chunks(len(data), batch_size):
+        x, labels = data[rows], _at(y, rows)
+        if ranks is None:
+            yield x, labels, contextlib.nullcontext()
+        elif len(x) >= ranks.world_size:
+            mine = ranks.rows(len(x))
+            yield x[mine], {k: v[mine] for k, v in labels.items()}, \
+                distributed.SharedNoise(ranks, len(x), getattr(vae, "data_plate", "data"), rescale=False)
+        elif ranks.main:
+            yield x, labels, contextlib.nullcontext()
+
+
+def _over_ranks(value: float) -> float:
+    """Sum a per-rank part of an evaluation over ranks (itself in one process)."""
+    ranks = distributed.current()
+    return value if ranks is None else ranks.sum(value, "the evaluation")
+
+
 def _checked(vae, data) -> torch.Tensor:
     """``data`` validated against ``vae`` (shape, NaN/inf, the likelihood's support), on its device."""
     data = validate_data(data, x_dim=getattr(vae, "x_dim", None), likelihood=getattr(vae, "likelihood_spec", None),
@@ -89,9 +118,10 @@ def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles:
     data = _checked(vae, data)
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for rows in _chunks(len(data), batch_size):
-            total -= est.loss(vae.model, vae.guide, data[rows], **_at(y, rows))
-    return total / len(data)
+        for x, given, noise in _here(vae, data, y, batch_size):
+            with noise:
+                total -= est.loss(vae.model, vae.guide, x, **given)
+    return _over_ranks(total) / len(data)
 
 
 def _traces(model: Callable, guide: Callable, *args, **kwargs):
@@ -136,10 +166,12 @@ def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
     data = _checked(vae, data)
     recon = kl = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for rows in _chunks(len(data), batch_size):
-            chunk_recon, chunk_kl = trace_terms(vae, data[rows], **_at(y, rows))
+        for x, given, noise in _here(vae, data, y, batch_size):
+            with noise:
+                chunk_recon, chunk_kl = trace_terms(vae, x, **given)
             recon += float(chunk_recon)
             kl += sum(float(v) for v in chunk_kl.values())
+    recon, kl = _over_ranks(recon), _over_ranks(kl)
     n = len(data)
     return {"elbo": (recon - kl) / n, "recon": recon / n, "kl": kl / n}
 
@@ -174,11 +206,12 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for rows in tqdm(list(_chunks(len(data), batch_size)), desc=f"log p(x), K={num_samples}",
-                         unit="batch", disable=not progress, dynamic_ncols=True):
-            acc = torch.full((rows.stop - rows.start,), -math.inf, dtype=data.dtype, device=data.device)
+        for x, given, noise in tqdm(list(_here(vae, data, y, batch_size)), desc=f"log p(x), K={num_samples}",
+                                    unit="batch", disable=not progress, dynamic_ncols=True):
+            acc = torch.full((len(x),), -math.inf, dtype=data.dtype, device=data.device)
             for k in _chunks(num_samples, per_chunk):
-                lw = log_weights(vae.model, vae.guide, data[rows], **_at(y, rows), num_particles=k.stop - k.start)
+                with noise:
+                    lw = log_weights(vae.model, vae.guide, x, **given, num_particles=k.stop - k.start)
                 acc = torch.logaddexp(acc, lw.logsumexp(0))
             total += float((acc - math.log(num_samples)).sum())
-    return total / len(data)
+    return _over_ranks(total) / len(data)

@@ -33,6 +33,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import RunConfig
 from .divergence import ADVICE, DivergenceError, all_finite, explain_step, optimizer_tensors
 from .errors import PyroVAEError, PyroVAEWarning
@@ -107,9 +108,11 @@ class _Trainer:
 
     def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
                  callback=None, labels=(None, None), kl_schedule=linear_warmup(), step="auto",
-                 clip_grad_norm=None, checkpoint_every=None):
+                 clip_grad_norm=None, checkpoint_every=None, ranks=None):
         self.vae, self.est, self.optim = vae, est, optim
-        self.step_fn = build_step(step, vae, est, optim, train.device, clip_grad_norm)
+        self.ranks = ranks  # a data-parallel run's ranks (None in one process)
+        self.step_fn = (build_step(step, vae, est, optim, train.device, clip_grad_norm) if ranks is None else
+                        distributed.step_for(step, vae, est, optim, ranks, clip_grad_norm))
         # Class labels of a conditional VAE, as model/guide keyword arguments (empty otherwise).
         self.labels, self.test_labels = ({} if labels[0] is None else {"y": labels[0]}), labels[1]
         self.kl_schedule = kl_schedule  # KL weight of each epoch (beta and warm-up)
@@ -203,17 +206,27 @@ class _Trainer:
         start = self.step_in_epoch  # > 0 when resuming from a checkpoint taken inside this epoch
         if start:
             losses[:start] = self.epoch_losses
+        summed = start  # losses[:summed] are whole-minibatch losses (summed over ranks)
         every = max(1, len(batches) // 4)
+        world = 1 if self.ranks is None else self.ranks.world_size
         for i in range(start, len(batches)):
             losses[i] = self.step(x, batches[i])
             bar.update(1)
-            if i % every == every - 1:
-                bar.set_postfix(epoch=self.epoch + 1, elbo=f"{-losses[i].item() / n:.2f}")
+            if i % every == every - 1:  # a rank's shard loss times the ranks: a display estimate
+                bar.set_postfix(epoch=self.epoch + 1, elbo=f"{-losses[i].item() * world / n:.2f}")
             if self.checkpoint_due(i + 1, len(batches)):
+                summed = self.sum_over_ranks(losses, summed, i + 1)
                 self.check_finite(losses[: i + 1])
                 self.step_in_epoch, self.epoch_losses = i + 1, losses[: i + 1].clone()
                 self.save()
+        self.sum_over_ranks(losses, summed, len(batches))
         return losses
+
+    def sum_over_ranks(self, losses: torch.Tensor, start: int, stop: int) -> int:
+        """Turn the shard losses ``losses[start:stop]`` into minibatch losses (a no-op in one process)."""
+        if self.ranks is not None and stop > start:
+            self.ranks.sum_(losses[start:stop], "the loss all-reduce")
+        return stop
 
     def checkpoint_due(self, done: int, steps: int) -> bool:
         """Whether ``checkpoint_every`` asks for a checkpoint after ``done`` steps of this epoch
@@ -274,8 +287,9 @@ class _Trainer:
 
     def run(self, epochs: int) -> None:
         steps = math.ceil(len(self.train) / self.batch_size)
+        quiet = not self.progress or (self.ranks is not None and not self.ranks.main)  # one bar per run
         with warnings.catch_warnings(), tqdm(total=steps * (epochs - self.epoch), desc="train", unit="step",
-                                             disable=not self.progress, dynamic_ncols=True) as bar:
+                                             disable=quiet, dynamic_ncols=True) as bar:
             # Pyro warns on every NaN step; check_finite reports the first one once, by epoch and step.
             warnings.filterwarnings("ignore", message="Encountered NaN")
             self.keep_good(self.state())  # where a divergence before the first checkpoint is replayed from
@@ -361,15 +375,18 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     if (beta != 1 or kl_warmup_epochs) and not ESTIMATORS[estimator].kl_weighting:
         raise PyroVAEError(f"estimator {estimator!r} has no separate KL term for beta or a KL warm-up to "
                            "weight; use mc, analytic, auto or stl")
+    ranks = distributed.current()  # under torchrun: this process's rank in a data-parallel run
     dev = resolve_device(device)
     dtype = next(vae.parameters()).dtype
     train = _prepare(vae, train, "train data", dev, dtype)
     test = None if test is None else _prepare(vae, test, "test data", dev, dtype)
     labels = _labels(vae, train_labels, train, "train labels"), _labels(vae, test_labels, test, "test labels")
-    check_batch_size(batch_size, len(train))
+    check_batch_size(batch_size, len(train), 1 if ranks is None else ranks.world_size)
     vae.to(dev)
     _preflight(vae, est, train, {} if labels[0] is None else {"y": labels[0]})
-    folder = _check_folder(out, resume)
+    folder = _check_folder(out, resume, ranks)
+    if ranks is not None:
+        ranks.copy_from_main(vae.state_dict().values())  # as DDP does: every rank starts from rank 0's weights
 
     config = config or _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, optimizer,
                                          device, seed, dynamic_binarization, beta, kl_warmup_epochs,
@@ -378,15 +395,16 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     optim = make_optimizer(opt_cls, vae.parameters(), lr, dev, capturable=dev.type == "cuda")
     trainer = _Trainer(vae, est, optim, train, test, batch_size, dynamic_binarization, seed, folder, config,
-                       progress, callback, labels, schedule, step, clip_grad_norm, checkpoint_every)
+                       progress, callback, labels, schedule, step, clip_grad_norm, checkpoint_every, ranks)
     session = folder.session(config.to_dict(), fresh=not resume) if folder else contextlib.nullcontext()
     # The param store scope keeps the user's store free of our names; the trainer sets the KL
     # weight per epoch and kl_weighted restores the VAE's own weight when training ends.
     with session, pyro.get_param_store().scope(), vae.kl_weighted(vae.kl_weight):
-        if resume and folder.has_checkpoint():
-            _resume(trainer, folder, epochs, dev)
+        state = _checkpoint_to_resume(folder, resume, dev, ranks)
+        if state is not None:
+            _resume(trainer, state, out, epochs)
         else:
-            if resume:
+            if resume and folder is not None:
                 warnings.warn(f"run {folder.path} stopped before its first checkpoint; starting it over",
                               PyroVAEWarning, stacklevel=2)
             pyro.set_rng_seed(seed)
@@ -399,8 +417,15 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     return FitResult(vae, trainer.metrics, summary)
 
 
-def _check_folder(out: Optional[str], resume: bool) -> Optional[RunFolder]:
-    """The run folder, if any, after the checks that need no lock: not in use, and new or resumable."""
+def _check_folder(out: Optional[str], resume: bool, ranks=None) -> Optional[RunFolder]:
+    """The run folder, if any, after the checks that need no lock: not in use, and new or resumable.
+
+    In a data-parallel run rank 0 checks it (every rank raises what it finds) and only rank 0
+    gets it: the other ranks write nothing.
+    """
+    if ranks is not None:
+        found = ranks.from_main(lambda: _check_folder(out, resume) is not None, "the run-folder checks")
+        return RunFolder(out) if found and ranks.main else None
     if out is None:
         if resume:
             raise PyroVAEError("resume needs a run folder (out=...)")
@@ -414,21 +439,31 @@ def _check_folder(out: Optional[str], resume: bool) -> Optional[RunFolder]:
     return folder
 
 
-def _resume(trainer: _Trainer, folder: RunFolder, epochs: int, device: torch.device) -> None:
-    state = folder.load_checkpoint(device)
+def _checkpoint_to_resume(folder: Optional[RunFolder], resume: bool, device: torch.device,
+                          ranks) -> Optional[Dict[str, Any]]:
+    """The checkpoint a resumed run continues from (None: start afresh); rank 0 reads it for every rank."""
+    if ranks is None:
+        return folder.load_checkpoint(device) if resume and folder.has_checkpoint() else None
+    # Sent to the other ranks from the CPU; restore() moves every part to the rank's own device.
+    return ranks.from_main(lambda: folder.load_checkpoint("cpu") if resume and folder.has_checkpoint() else None,
+                           "loading the checkpoint")
+
+
+def _resume(trainer: _Trainer, state: Dict[str, Any], path: str, epochs: int) -> None:
+    path = RunFolder(path).path
     try:
         trainer.restore(state)
     except (RuntimeError, KeyError, TypeError, AttributeError, IndexError) as e:
-        raise PyroVAEError(f"checkpoint of {folder.path} does not match this run ({one_line(e)})") from None
+        raise PyroVAEError(f"checkpoint of {path} does not match this run ({one_line(e)})") from None
     trainer.last_saved = (trainer.epoch, trainer.step_in_epoch)
     steps = math.ceil(len(trainer.train) / trainer.batch_size)
     if trainer.step_in_epoch >= steps:
-        raise PyroVAEError(f"checkpoint of {folder.path} stopped at step {trainer.step_in_epoch} of an epoch, but "
+        raise PyroVAEError(f"checkpoint of {path} stopped at step {trainer.step_in_epoch} of an epoch, but "
                            f"this run has {steps} steps per epoch (other data or batch size?)")
     begun = f" and part of epoch {trainer.epoch + 1}" if trainer.step_in_epoch else ""
     needed = trainer.epoch + (trainer.step_in_epoch > 0)  # an epoch begun must be finished
     if epochs < needed:
-        raise PyroVAEError(f"run {folder.path} already has {trainer.epoch} epochs{begun}; "
+        raise PyroVAEError(f"run {path} already has {trainer.epoch} epochs{begun}; "
                            f"ask for at least {needed}")
 
 
@@ -468,6 +503,7 @@ def _summary(trainer: _Trainer, estimator: str, device: torch.device) -> Dict[st
         "kl_routes": getattr(trainer.est, "kl_routes", {}), "device": str(device),
         "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version(),
         "train_seconds": trainer.seconds, "wall_time": trainer.wall_time,
+        "world_size": 1 if trainer.ranks is None else trainer.ranks.world_size,
     }
     if trainer.test is not None:
         summary["test_elbo"] = final_elbos(trainer.vae, trainer.test, trainer.seed, trainer.test_labels)

@@ -49,10 +49,16 @@ def check_positive_number(name: str, value: Any, *, optional: bool = False) -> N
         raise PyroVAEError(f"{name} must be positive and finite, got {value!r}")
 
 
-def check_batch_size(batch_size: int, n_rows: int) -> None:
-    """A minibatch cannot be larger than the training set (every step would repeat rows)."""
+def check_batch_size(batch_size: int, n_rows: int, ranks: int = 1) -> None:
+    """A minibatch cannot be larger than the training set (every step would repeat rows), and in a
+    data-parallel run of ``ranks`` processes every minibatch, the last one too, needs a row per rank."""
     if batch_size > n_rows:
         raise PyroVAEError(f"batch size {batch_size} is larger than the {n_rows} training points")
+    smallest = min(batch_size, n_rows % batch_size or batch_size)
+    if smallest < ranks:
+        raise PyroVAEError(f"a minibatch of {smallest} rows cannot be split over {ranks} ranks (batch size "
+                           f"{batch_size}, {n_rows} training points); choose a batch size that leaves every "
+                           "minibatch at least one row per rank")
 
 
 def check_training(*, epochs: int, batch_size: int, lr: float, num_particles: int = 1,

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TROUBLESHOOTING = " ".join((ROOT / "docs" / "troubleshooting.md").read_text().split())  # lines may wrap
 # Calls whose first argument is a message for the user.
-RAISERS = {"PyroVAEError", "DivergenceError", "MissingKLError", "unknown_name", "ArgumentTypeError", "warn",
+RAISERS = {"PyroVAEError", "DivergenceError", "DistributedError", "MissingKLError", "unknown_name", "ArgumentTypeError", "warn",
            "explain"}
 # Phrases of the divergence explanation, built from pieces rather than in one call.
 DIVERGENCE = ["loss became", "gradients became non-finite", "parameters became non-finite",
