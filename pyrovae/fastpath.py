@@ -199,8 +199,10 @@ class TracedStep(EagerStep):
             # torch >= 2.9 marks jit.trace deprecated in favour of torch.compile, but dynamo breaks
             # the graph at every Pyro messenger and recompiles per step (docs/performance.md).
             warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", FutureWarning)
-            return torch.jit.trace(lambda *a: self._eager_loss(a[n:], names), (*self._params, *args),
-                                   check_trace=False)
+            recording = torch.jit.trace(lambda *a: self._eager_loss(a[n:], names), (*self._params, *args),
+                                        check_trace=False)
+        _simplify(recording.graph)
+        return recording
 
     def _mismatch(self, recording, args: tuple, names: tuple) -> Optional[str]:
         """``None`` if the recording gives the eager loss and gradients on ``args``, else why not."""
@@ -215,6 +217,21 @@ class TracedStep(EagerStep):
             torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(a.abs().max().clamp(min=1)))
             for a, b in zip(eager, recorded))
         return None if same else "the recording's loss or gradients differ from eager execution"
+
+
+def _simplify(graph: torch._C.Graph) -> None:
+    """Remove what a recording repeats without changing a single result, before its first run.
+
+    The model and the guide each gather the minibatch ``x[idx]``, and every distribution
+    re-reads shapes that are constants of the recording. Common-subexpression elimination
+    keeps one of each identical deterministic op (random draws are never merged), constant
+    propagation folds the shape arithmetic, and dead-code elimination drops what is left over.
+    The same ops run on the same inputs, so the numbers stay eager's bit for bit (checked by
+    :meth:`TracedStep._mismatch` and ``tests/test_fastpath.py``).
+    """
+    torch._C._jit_pass_constant_propagation(graph)
+    torch._C._jit_pass_cse(graph)
+    torch._C._jit_pass_dce(graph)
 
 
 STEPS.register("jit", TracedStep)

@@ -69,7 +69,7 @@ BAD = {
                                "larger than the 8 training points"),
     # -- train: model ----------------------------------------------------------------------------
     "no closed-form KL": (["train", "--posterior", "student-t", "--estimator", "analytic"],
-                          "posterior StudentT with prior Normal"),
+                          "posterior StudentT with prior StandardNormal"),
     "support mismatch": (["train", "--posterior", "normal", "--prior", "gamma"],
                          "posterior 'normal' (support Real()^k) is not inside the support of prior 'gamma'"),
     "learnable prior has no closed-form KL": (["train", "--prior", "mog", "--estimator", "analytic"],

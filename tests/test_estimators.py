@@ -38,7 +38,7 @@ def test_particles_are_vectorized():
 
 def test_analytic_is_strict_and_names_the_pair():
     vae = VAE(6, 2, hidden=(5,), posterior="student-t")
-    with pytest.raises(MissingKLError, match="site 'z' pairs posterior StudentT with prior Normal"):
+    with pytest.raises(MissingKLError, match="site 'z' pairs posterior StudentT with prior StandardNormal"):
         estimator("analytic").loss(vae.model, vae.guide, torch.rand(3, 6).round())
 
 

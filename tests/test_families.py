@@ -175,3 +175,24 @@ def test_two_epochs_beat_the_untrained_model(digits, name, estimator):
     fit(vae, train, estimator=estimator, epochs=2, batch_size=100, device="cpu", progress=False)
     after = evaluate_elbo(vae, test, "mc", seed=0)
     assert math.isfinite(after) and after > before + 50, (before, after)
+
+
+def test_standard_normal_prior_is_normal_0_1(float64):
+    """The normal family's prior has the law of Normal(0, 1): log-density, KL, shapes and samples."""
+    from pyrovae.families.builtin import StandardNormal
+
+    torch.manual_seed(0)
+    prior = VAE(6, 4, (5,)).double().prior()
+    assert isinstance(prior.base_dist, StandardNormal)
+    ref = dist.Normal(torch.zeros(4), torch.ones(4)).to_event(1)
+    z = torch.randn(3, 7, 4)
+    assert torch.allclose(prior.log_prob(z), ref.log_prob(z), rtol=0, atol=1e-12)
+    q = dist.Normal(torch.randn(7, 4), torch.rand(7, 4) + 0.5).to_event(1)
+    kl = kl_divergence(q, prior)  # closed form, seed 000 eq. 4: 1/2 sum(mu^2 + s^2 - log s^2 - 1)
+    s2 = q.base_dist.scale ** 2
+    assert torch.allclose(kl, 0.5 * (q.base_dist.loc ** 2 + s2 - s2.log() - 1).sum(-1), rtol=0, atol=1e-12)
+    wide = prior.base_dist.expand((7, 4))
+    assert type(wide) is StandardNormal and wide.batch_shape == (7, 4)
+    assert torch.allclose(wide.log_prob(z), dist.Normal(0.0, 1.0).log_prob(z))
+    draws = prior.sample((20000,))
+    assert abs(float(draws.mean())) < 0.02 and abs(float(draws.std()) - 1) < 0.02

@@ -196,3 +196,15 @@ def test_a_new_kl_weight_gets_a_new_recording(float64):
         half = step.loss(x, idxs[1])
     full = step.loss(x, idxs[1])
     assert len(step._compiled) == 2 and not torch.equal(half, full)
+
+
+def test_the_recording_gathers_the_minibatch_once():
+    """Model and guide both read x[idx]; the simplified recording keeps one gather and no dead ops."""
+    vae, x, idxs = _setup()
+    optim = make_optimizer(torch.optim.Adam, vae.parameters(), LR, torch.device("cpu"))
+    step = build_step("jit", vae, estimator("mc", 1, max_plate_nesting=1), optim, torch.device("cpu"))
+    step(x, idxs[0])
+    (recording,) = step._compiled.values()
+    kinds = [node.kind() for node in recording.graph.nodes()]
+    assert kinds.count("aten::index") == 1
+    assert kinds.count("aten::normal") == 1  # the one random draw is kept

@@ -314,3 +314,26 @@ def test_encoder_sees_scaled_levels_and_counts():
     assert torch.allclose(LIKELIHOODS["categorical"].encoder_input(x), x / 255)
     assert torch.allclose(LIKELIHOODS["poisson"].encoder_input(x), torch.log1p(x))
     assert torch.equal(LIKELIHOODS["bernoulli"].encoder_input(x), x)
+
+
+def test_pixel_bernoulli_is_torchs_bernoulli_with_a_leaner_log_density(float64):
+    """The same log-density and gradient as ``Bernoulli(logits).to_event(1)``, also broadcast and expanded."""
+    from pyro.distributions import Bernoulli
+
+    from pyrovae.likelihoods import PixelBernoulli
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 12, requires_grad=True)
+    x = torch.rand(5, 12)  # grey levels, broadcast over the 3 particles
+    ours = PixelBernoulli(logits)
+    ref = Bernoulli(logits=logits, validate_args=False).to_event(1)
+    a, b = ours.log_prob(x), ref.log_prob(x)
+    assert a.shape == b.shape == (3, 5)
+    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    (ga,) = torch.autograd.grad(a.sum(), logits)
+    (gb,) = torch.autograd.grad(b.sum(), logits)
+    assert torch.allclose(ga, gb, rtol=0, atol=1e-12)
+    wide = PixelBernoulli(logits[0]).expand((4, 5))
+    assert type(wide) is PixelBernoulli and wide.batch_shape == (4, 5) and wide.event_shape == (12,)
+    assert torch.allclose(wide.log_prob(x), ref.log_prob(x)[0].expand(4, 5))
+    assert ours.sample().shape == (3, 5, 12) and torch.allclose(ours.mean, torch.sigmoid(logits))

@@ -110,6 +110,8 @@ class ParametricFamily(Family):
     :param fixed: parameters held constant rather than predicted (e.g. Student-t degrees of freedom).
     :param event_dim: event dimensions of ``dist`` itself: 0 for univariate families
         (made a vector with ``to_event(1)``), 1 for Dirichlet or multivariate normals.
+    :param standard_dist: optional; builds the same law as ``dist(**standard)`` from the
+        ``standard`` buffers, with a cheaper log-density (e.g. :class:`StandardNormal`).
     """
 
     name: str
@@ -121,6 +123,7 @@ class ParametricFamily(Family):
     description: str = ""
     fixed: Mapping[str, float] = field(default_factory=dict)
     event_dim: int = 0
+    standard_dist: Optional[Callable[..., dist.TorchDistribution]] = None
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -233,6 +236,8 @@ class FixedPrior(nn.Module):
 
     def forward(self, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
         """The prior distribution, event shape ``(z_dim,)``."""
+        if getattr(self.family, "standard_dist", None) is not None:
+            return self.family.standard_dist(*(getattr(self, name) for name in self.family.standard)).to_event(1)
         return self.family.make(**{name: getattr(self, name) for name in self.family.standard
                                    if name not in self.family.fixed})
 
