@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints, transform_to
 from torch.distributions.utils import clamp_probs
-from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform, Transform
+from torch.distributions.transforms import ComposeTransform, ExpTransform, Transform
 
 from .base import ParametricFamily, Param
 from .flow import FlowFamily
