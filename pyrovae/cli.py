@@ -360,12 +360,15 @@ def _one_line_warnings(command: str):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    clean = False
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)
         try:
             if args.command in DATA_PARALLEL:
                 distributed.init_from_env(getattr(args, "device", None) or "auto")
-            return args.func(args)
+            code = args.func(args)
+            clean = True
+            return code
         except PyroVAEError as e:
             message = " ".join(str(e).split())
             print(f"pyrovae {args.command}: error: {_rank_prefix()}{message}", file=sys.stderr)
@@ -379,7 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "(resume with --resume)", file=sys.stderr)
             return 130
         finally:
-            distributed.shutdown()
+            distributed.shutdown(clean)
 
 
 def _rank_prefix() -> str:

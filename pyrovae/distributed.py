@@ -212,9 +212,19 @@ def init_from_env(device: str = "auto") -> Optional[Ranks]:
 _JOINED: List[bool] = []  # whether init_from_env made the process group (and shutdown should end it)
 
 
-def shutdown() -> None:
-    """Leave the process group that :func:`init_from_env` joined (one the caller made is left alone)."""
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group that :func:`init_from_env` joined (one the caller made is left alone).
+
+    After a clean run every rank first waits for the others: a rank that tore down its gloo
+    connections while a peer was still using them could make that peer abort. After a failure
+    (``clean=False``) it leaves at once, since a lost peer would never arrive.
+    """
     if _JOINED and dist.is_initialized():
+        if clean:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass  # a peer is gone already; leaving is all that is left to do
         dist.destroy_process_group()
     _JOINED.clear()
 
@@ -235,13 +245,16 @@ class SharedNoise(Messenger):
     :param plate: name of the model's data plate.
     :param rescale: rescale the sites as above (training); an evaluation, which sums
         unscaled terms over its rows, only shares the noise.
+    :param scale: the factor for sites in the plate; by default ``m/M``, which turns the
+        plate's ``N/m`` into ``N/M`` (pass another when the plate's size is not ``N``).
     """
 
-    def __init__(self, ranks: Ranks, global_size: int, plate: str = "data", rescale: bool = True) -> None:
+    def __init__(self, ranks: Ranks, global_size: int, plate: str = "data", rescale: bool = True,
+                 scale: Optional[float] = None) -> None:
         super().__init__()
         self.ranks, self.plate, self.rescale = ranks, plate, rescale
         self.sizes = ranks.sizes(global_size)
-        self.scale = self.sizes[ranks.rank] / global_size
+        self.scale = self.sizes[ranks.rank] / global_size if scale is None else scale
 
     def _process_message(self, msg: Dict[str, Any]) -> None:
         if msg["type"] != "sample":
@@ -309,15 +322,22 @@ class DistributedStep(EagerStep):
     """
 
     def __init__(self, vae, est, optim: torch.optim.Optimizer, ranks: Ranks,
-                 clip_grad_norm: Optional[float] = None) -> None:
+                 clip_grad_norm: Optional[float] = None, data_size: Optional[int] = None) -> None:
         super().__init__(vae, est, optim, clip_grad_norm)
-        self.ranks, self.params = ranks, list(vae.parameters())
+        self.ranks, self.params, self.data_size = ranks, list(vae.parameters()), data_size
         self.plate = getattr(vae, "data_plate", "data")
 
     def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
-        """This rank's part of the global minibatch loss (the parts sum to the single-process loss)."""
-        with SharedNoise(self.ranks, len(idx), self.plate):
-            return super().loss(x, self.ranks.shard(idx), **data)
+        """This rank's part of the global minibatch loss (the parts sum to the single-process loss).
+
+        ``idx`` is the global minibatch (``M`` rows); the rank reads only its shard of it. ``x``
+        may be every training row or only the rank's rows of the epoch; the data plate's scale
+        becomes ``N/M`` either way, with ``N`` the training set's size (``data_size``).
+        """
+        own = self.ranks.shard(idx)
+        n = self.data_size or len(x)
+        with SharedNoise(self.ranks, len(idx), self.plate, scale=n * len(own) / (len(idx) * len(x))):
+            return super().loss(x, own, **data)
 
     def _update(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -328,9 +348,9 @@ class DistributedStep(EagerStep):
 
 
 def step_for(name: str, vae, est, optim: torch.optim.Optimizer, ranks: Ranks,
-             clip_grad_norm: Optional[float] = None) -> DistributedStep:
+             clip_grad_norm: Optional[float] = None, data_size: Optional[int] = None) -> DistributedStep:
     """The data-parallel step for ``step=name``: ``auto`` and ``eager`` are the only ways it runs."""
     if name not in ("auto", "eager"):
         raise PyroVAEError(f"step {name!r} does not run data-parallel (it would freeze the gradient "
                            "all-reduce); use step 'auto' or 'eager' under torchrun")
-    return DistributedStep(vae, est, optim, ranks, clip_grad_norm)
+    return DistributedStep(vae, est, optim, ranks, clip_grad_norm, data_size)

@@ -79,11 +79,12 @@ def _prepare(vae, x, what: str, device: torch.device, dtype: torch.dtype) -> tor
     return validate_data(x, x_dim=vae.x_dim, likelihood=vae.likelihood_spec, name=what, keep_float=True)
 
 
-def _preflight(vae, est, x: torch.Tensor, labels: Dict[str, torch.Tensor]) -> None:
+def _preflight(vae, est, x: torch.Tensor, labels: Dict[str, torch.Tensor], device: torch.device) -> None:
     """Run the loss once on two rows, on a private RNG stream, so model/estimator errors surface
     before any file is written."""
-    with seeded(0, x.device):
-        est.differentiable_loss(vae.model, vae.guide, x[:2], **{k: y[:2] for k, y in labels.items()})
+    with seeded(0, device):
+        est.differentiable_loss(vae.model, vae.guide, x[:2].to(device),
+                                **{k: y[:2].to(device) for k, y in labels.items()})
 
 
 def _rng_state(device: torch.device, data_rng: torch.Generator) -> Dict[str, Any]:
@@ -108,20 +109,21 @@ class _Trainer:
 
     def __init__(self, vae, est, optim, train, test, batch_size, dynamic, seed, folder, config, progress,
                  callback=None, labels=(None, None), kl_schedule=linear_warmup(), step="auto",
-                 clip_grad_norm=None, checkpoint_every=None, ranks=None):
+                 clip_grad_norm=None, checkpoint_every=None, ranks=None, device=None):
         self.vae, self.est, self.optim = vae, est, optim
+        self.device = device or train.device  # where training runs (a rank's train rows may wait on the host)
         self.ranks = ranks  # a data-parallel run's ranks (None in one process)
-        self.step_fn = (build_step(step, vae, est, optim, train.device, clip_grad_norm) if ranks is None else
-                        distributed.step_for(step, vae, est, optim, ranks, clip_grad_norm))
+        self.step_fn = (build_step(step, vae, est, optim, self.device, clip_grad_norm) if ranks is None else
+                        distributed.step_for(step, vae, est, optim, ranks, clip_grad_norm, data_size=len(train)))
         # Class labels of a conditional VAE, as model/guide keyword arguments (empty otherwise).
         self.labels, self.test_labels = ({} if labels[0] is None else {"y": labels[0]}), labels[1]
+        self.all_labels = self.labels  # a rank that holds a shard takes its rows' labels every epoch
         self.kl_schedule = kl_schedule  # KL weight of each epoch (beta and warm-up)
         self.train, self.test, self.batch_size = train, test, batch_size
         self.dynamic, self.seed, self.progress = dynamic, seed, progress
         self.folder, self.config, self.callback = folder, config, callback
         self.checkpoint_every = checkpoint_every  # clipping belongs to the step (fastpath)
         self.params = list(vae.parameters())
-        self.device = train.device
         # Data order and binarization draw from their own stream, so every estimator sees the
         # same minibatches whatever noise it consumes (SPEC section 5: same data order).
         self.data_rng = torch.Generator(self.device).manual_seed(seed)
@@ -197,7 +199,30 @@ class _Trainer:
         # Dynamic binarization: a fresh Bernoulli draw of every grey-level image each epoch.
         x = torch.bernoulli(self.train, generator=self.data_rng) if self.dynamic else self.train
         batches = torch.randperm(len(self.train), device=self.device, generator=self.data_rng).split(self.batch_size)
+        if self.ranks is not None and not self.dynamic:  # a rank holds its shard only
+            return self.shard_epoch(x, batches)
         return x, batches
+
+    def shard_epoch(self, x: torch.Tensor, batches: Tuple[torch.Tensor, ...]
+                    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """A data-parallel rank's part of the epoch: its shard of every minibatch, moved to its device.
+
+        ``x`` (every row, on the host) is the single process's epoch, drawn identically on every
+        rank; the rank copies only its ``~N/ranks`` rows to the device. Each returned index
+        tensor keeps the global minibatch layout (``len`` is the global batch, as the step's
+        ``N/M`` needs): the rank's own part points at its rows on the device, the other ranks'
+        parts are ``-1`` and never read (:meth:`~pyrovae.distributed.DistributedStep.loss`).
+        """
+        parts = [self.ranks.shard(b) for b in batches]
+        rows = torch.cat(parts).to(x.device)
+        self.labels = {k: y[rows].to(self.device) for k, y in self.all_labels.items()}
+        local, start = [], 0
+        for batch, part in zip(batches, parts):
+            idx = torch.full_like(batch, -1)
+            idx[self.ranks.rows(len(batch))] = torch.arange(start, start + len(part), device=batch.device)
+            local.append(idx)
+            start += len(part)
+        return x[rows].to(self.device), tuple(local)
 
     def run_epoch(self, bar) -> torch.Tensor:
         n = len(self.train)
@@ -256,7 +281,8 @@ class _Trainer:
                 error = e
             if error is None and all_finite([loss, *self.params, *optimizer_tensors(self.optim)]):
                 continue
-            what, why = explain_step(self.vae, self.optim, x, batches[i], loss, error, before, rng)
+            own = batches[i] if self.ranks is None else self.ranks.shard(batches[i])  # this rank's rows
+            what, why = explain_step(self.vae, self.optim, x, own, loss, error, before, rng)
             return DivergenceError(f"{what} at epoch {self.epoch + 1}, step {i + 1}: {why}; {ADVICE}; "
                                    f"{self.kept()}")
         return DivergenceError(f"training became non-finite in epoch {self.epoch + 1}, but a replay from the "
@@ -378,12 +404,16 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     ranks = distributed.current()  # under torchrun: this process's rank in a data-parallel run
     dev = resolve_device(device)
     dtype = next(vae.parameters()).dtype
-    train = _prepare(vae, train, "train data", dev, dtype)
+    # A data-parallel rank keeps the training rows on the host and moves only its shard of each
+    # epoch to its device. Dynamic binarization redraws every row on the device, as one process
+    # does, so there every rank holds the whole set (docs/distributed.md).
+    hold = torch.device("cpu") if ranks is not None and not dynamic_binarization else dev
+    train = _prepare(vae, train, "train data", hold, dtype)
     test = None if test is None else _prepare(vae, test, "test data", dev, dtype)
     labels = _labels(vae, train_labels, train, "train labels"), _labels(vae, test_labels, test, "test labels")
     check_batch_size(batch_size, len(train), 1 if ranks is None else ranks.world_size)
     vae.to(dev)
-    _preflight(vae, est, train, {} if labels[0] is None else {"y": labels[0]})
+    _preflight(vae, est, train, {} if labels[0] is None else {"y": labels[0]}, dev)
     folder = _check_folder(out, resume, ranks)
     if ranks is not None:
         ranks.copy_from_main(vae.state_dict().values())  # as DDP does: every rank starts from rank 0's weights
@@ -395,7 +425,7 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         config = dataclasses.replace(config, prior=vae.names["prior"])  # record the prior actually used
     optim = make_optimizer(opt_cls, vae.parameters(), lr, dev, capturable=dev.type == "cuda")
     trainer = _Trainer(vae, est, optim, train, test, batch_size, dynamic_binarization, seed, folder, config,
-                       progress, callback, labels, schedule, step, clip_grad_norm, checkpoint_every, ranks)
+                       progress, callback, labels, schedule, step, clip_grad_norm, checkpoint_every, ranks, dev)
     session = folder.session(config.to_dict(), fresh=not resume) if folder else contextlib.nullcontext()
     # The param store scope keeps the user's store free of our names; the trainer sets the KL
     # weight per epoch and kl_weighted restores the VAE's own weight when training ends.

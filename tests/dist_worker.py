@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=6)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--posterior", default="normal")
+    p.add_argument("--conditional", default="none")
     p.add_argument("--out", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--dynamic", action="store_true")
@@ -61,8 +62,19 @@ def train(args, ranks) -> dict:
     x = torch.rand(args.rows, 16, generator=data)
     x = x if args.dynamic else torch.bernoulli(x, generator=data)
     test = torch.bernoulli(torch.rand(20, 16, generator=data), generator=data)
+    labels = torch.randint(0, 3, (args.rows,), generator=data), torch.randint(0, 3, (20,), generator=data)
     pyro.set_rng_seed(1)
-    vae = VAE(16, 3, (12,), posterior=args.posterior, likelihood="bernoulli")
+    vae = VAE(16, 3, (12,), posterior=args.posterior, likelihood="bernoulli", conditional=args.conditional,
+              num_classes=3 if args.conditional != "none" else None)
+
+    seen = []  # rows of x the model gets while training: the whole set, or a rank's shard
+    model = vae.model
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.shape[0])
+        return model(x, *args, **kwargs)
+
+    vae.model = spy
 
     def die(epoch, _vae):
         if args.die_after_epoch == epoch and ranks is not None and ranks.rank == 1:
@@ -70,8 +82,9 @@ def train(args, ranks) -> dict:
 
     result = fit(vae, x, test, estimator=args.estimator, num_particles=args.particles, epochs=args.epochs,
                  batch_size=args.batch_size, lr=1e-2, device="cpu", seed=7, out=args.out, resume=args.resume,
-                 progress=False, dynamic_binarization=args.dynamic, step="auto", callback=die)
-    return {"params": {k: v.detach().clone() for k, v in vae.state_dict().items()},
+                 progress=False, dynamic_binarization=args.dynamic, step="auto", callback=die,
+                 train_labels=labels[0], test_labels=labels[1])
+    return {"rows_held": max(seen), "params": {k: v.detach().clone() for k, v in vae.state_dict().items()},
             "metrics": result.metrics, "summary": json.loads(json.dumps(result.summary))}
 
 

@@ -31,12 +31,23 @@ GRID = ([{"name": f"estimator-{e}", "estimator": e, "particles": 4 if e in ("iwa
         + [{"name": f"posterior-{f}", "posterior": f} for f in FAMILIES.names()]
         + [{"name": "analytic-8-particles", "estimator": "analytic", "particles": 8},
            {"name": "uneven-shards", "rows": 70, "batch_size": 7},
-           {"name": "dynamic-binarization", "dynamic": True, "estimator": "stl"}])
+           {"name": "dynamic-binarization", "dynamic": True, "estimator": "stl"},
+           {"name": "conditional-prior", "conditional": "prior"},
+           {"name": "conditional-full", "conditional": "full", "rows": 70, "batch_size": 7}])
+
+
+#: A rare abort inside torch's gloo teardown on a loaded machine (seen 2 times in about 40 launches
+#: of full-suite runs, never in isolation); such a launch is run once more. Any other failure counts.
+GLOO_ABORT = "terminate called without an active exception"
 
 
 def torchrun(*args, nproc=2, timeout=600, cwd=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    return subprocess.run(cmd, env=ENV, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    run = subprocess.run(cmd, env=ENV, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0 and GLOO_ABORT in run.stderr and "--die-after-epoch" not in args:
+        again = ["--resume"] if "--out" in args and "--resume" not in args else []  # the folder may exist now
+        run = subprocess.run(cmd + again, env=ENV, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return run
 
 
 def one_process(*args, cwd=None):
@@ -74,6 +85,13 @@ def test_two_ranks_equal_one_process_after_ten_steps(grid_results, name):
     assert one["metrics"][0]["train_elbo"] == pytest.approx(two["metrics"][0]["train_elbo"], abs=1e-9)
     assert one["metrics"][0]["test_elbo"] == pytest.approx(two["metrics"][0]["test_elbo"], abs=1e-9)
     assert max(float(v.abs().max()) for v in initial.values()) > 0
+    # Each rank holds its shard of the training rows (rank 0 the larger half of uneven shards);
+    # dynamic binarization redraws every row on the device, so there a rank holds them all.
+    options = next(g for g in GRID if g["name"] == name)
+    rows, batch = options.get("rows", 60), options.get("batch_size", 6)
+    assert one["rows_held"] == rows
+    shard = rows if options.get("dynamic") else Ranks(0, 2).sizes(batch)[0] * (rows // batch)
+    assert two["rows_held"] == shard
 
 
 def test_the_runs_really_trained(grid_results):
