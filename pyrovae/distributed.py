@@ -151,10 +151,6 @@ class Ranks:
         for t in tensors:
             self._guard("copying rank 0's weights", lambda: dist.broadcast(t.data, src=0))
 
-    def barrier(self, what: str) -> None:
-        """Wait for every rank."""
-        self._guard(what, dist.barrier)
-
 
 def _first_sentence(error: Exception) -> str:
     """The gist of a backend error: its first sentence, without the C++ source location."""

@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints, transform_to
 from torch.distributions.utils import clamp_probs
-from torch.distributions.transforms import ComposeTransform, ExpTransform, Transform
+from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
 from .base import ParametricFamily, Param
 from .flow import FlowFamily
@@ -25,32 +25,7 @@ from .registry import register_family
 _real, _pos = constraints.real, constraints.positive
 
 #: The encoder predicts log sigma^2 and sigma = exp(raw / 2) (Kingma & Welling 2013, appendix C.2).
-class _Scale(Transform):
-    """``x -> c x``: an :class:`AffineTransform` without its ``loc``, so no add of zero every step."""
-
-    domain = codomain = constraints.real
-    bijective = True
-    sign = +1
-
-    def __init__(self, c: float) -> None:
-        super().__init__()
-        self.c = c
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _Scale) and other.c == self.c
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.c
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y / self.c
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x, math.log(abs(self.c)))
-
-
-#: The normal family's head for the scale: sigma = exp(log(sigma^2) / 2).
-LOG_VARIANCE = ComposeTransform([_Scale(0.5), ExpTransform()])
+LOG_VARIANCE = ComposeTransform([AffineTransform(0.0, 0.5), ExpTransform()])
 _LOC = ("loc", _real)
 _SCALE = ("scale", _pos)
 _UNIT = {"loc": 0.0, "scale": 1.0}
