@@ -223,15 +223,65 @@ def _simplify(graph: torch._C.Graph) -> None:
     """Remove what a recording repeats without changing a single result, before its first run.
 
     The model and the guide each gather the minibatch ``x[idx]``, and every distribution
-    re-reads shapes that are constants of the recording. Common-subexpression elimination
-    keeps one of each identical deterministic op (random draws are never merged), constant
-    propagation folds the shape arithmetic, and dead-code elimination drops what is left over.
-    The same ops run on the same inputs, so the numbers stay eager's bit for bit (checked by
-    :meth:`TracedStep._mismatch` and ``tests/test_fastpath.py``).
+    re-reads shapes that are constants of the recording. Constant propagation folds the
+    shape arithmetic, :func:`_merge_repeated_data_ops` keeps one of each repeated gather or
+    shape op, and dead-code elimination drops what is left over.
+
+    torch's general CSE pass is not used: merging two identical ops whose outputs carry a
+    gradient makes backward add the two incoming gradients before the op's derivative rather
+    than after, which changes the last bits (it did for ``lognormal`` and ``lowrank-normal``).
+    The numbers stay eager's bit for bit (``tests/test_fastpath.py`` checks every family).
     """
     torch._C._jit_pass_constant_propagation(graph)
-    torch._C._jit_pass_cse(graph)
+    torch._C._jit_pass_constant_pooling(graph)
+    _merge_repeated_data_ops(graph)
     torch._C._jit_pass_dce(graph)
+
+
+#: Deterministic ops that make a new value (never a view), safe to compute once for equal inputs.
+_MERGEABLE = frozenset({"aten::index", "aten::Int", "prim::NumToTensor", "prim::ListConstruct",
+                        "aten::mul", "aten::div", "aten::add", "aten::sub"})
+#: Ops that read only a tensor's metadata: equal for the same value whatever flows through it.
+_SHAPE_READS = frozenset({"aten::size", "aten::dim", "prim::device", "prim::dtype"})
+
+
+def _merge_repeated_data_ops(graph: torch._C.Graph) -> None:
+    """Common-subexpression elimination restricted to values no gradient flows through.
+
+    A node is merged into an earlier one with the same kind and inputs when it reads only
+    shapes (:data:`_SHAPE_READS`), or when it is in :data:`_MERGEABLE`, every input is a graph
+    input, a constant or such a merged-safe value, and no output is a floating-point tensor that
+    requires grad or is written in place. A graph that writes into one of its inputs is left alone.
+    """
+    nodes = list(graph.nodes())
+    written = {v.unique() for n in nodes if n.kind().endswith("_") for v in n.inputs()}
+    safe = {v.unique() for v in graph.inputs()}
+    if safe & written:
+        return
+    kept: Dict[Hashable, torch._C.Node] = {}
+    for node in nodes:
+        inputs = tuple(v.unique() for v in node.inputs())
+        if node.kind() == "prim::Constant":
+            safe.update(v.unique() for v in node.outputs())
+        elif not node.attributeNames() and (node.kind() in _SHAPE_READS or (
+                node.kind() in _MERGEABLE and safe.issuperset(inputs)
+                and not any(_carries_gradient(v) or v.unique() in written for v in node.outputs()))):
+            key = (node.kind(), inputs)
+            if key in kept:
+                for old, new in zip(node.outputs(), kept[key].outputs()):
+                    old.replaceAllUsesWith(new)
+            else:
+                kept[key] = node
+                safe.update(v.unique() for v in node.outputs())
+
+
+def _carries_gradient(value: torch._C.Value) -> bool:
+    """Whether a recorded value is a floating-point tensor that requires grad (unknown counts as yes)."""
+    t = value.type()
+    if not isinstance(t, torch._C.TensorType):
+        return False
+    dtype = t.dtype()
+    return t.requires_grad() is not False and (dtype is None or dtype.is_floating_point or dtype.is_complex)
 
 
 STEPS.register("jit", TracedStep)

@@ -10,6 +10,7 @@ dictionary lookup, not a KL evaluation.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Hashable
 
 import torch
@@ -79,21 +80,26 @@ def kl_routes(model_trace, guide_trace) -> Dict[str, str]:
     }
 
 
-def _as_full_normal(p: Independent) -> MultivariateNormal:
-    """A diagonal Gaussian ``Independent(Normal, 1)`` as a :class:`MultivariateNormal`."""
+def _diagonal_normal(p: Independent) -> Normal:
+    """The ``Normal`` inside a diagonal Gaussian ``Independent(Normal, 1)``."""
     if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
         raise NotImplementedError  # torch's KL protocol for "no closed form for this pair"
-    return MultivariateNormal(p.base_dist.loc, scale_tril=torch.diag_embed(p.base_dist.scale))
+    return p.base_dist
 
 
-# Full-covariance and low-rank posteriors under the usual diagonal prior N(0, I): torch has the
-# Gaussian-Gaussian KL (1/2 [tr(S_p^-1 S_q) + (m_p-m_q)^T S_p^-1 (m_p-m_q) - k + log det S_p/det S_q])
-# but not for these wrappers, so they reuse it.
+# Full-covariance and low-rank posteriors under a diagonal Gaussian prior such as N(0, I).
+# KL(q || p) = H(q, p) - H(q), and the cross-entropy against a diagonal p needs only q's mean m
+# and marginal variances v (docs/theory.md, "KL of a full-covariance or low-rank Gaussian"):
+#     H(q, p) = sum_i [log s_i + log(2 pi)/2 + (v_i + (m_i - mu_i)^2) / (2 s_i^2)].
+# This equals torch's Gaussian-Gaussian KL on p as a full MultivariateNormal, but skips its
+# triangular solve, and it can be recorded (torch's rule infers shapes from tensors, which
+# torch.jit.trace refuses), so these families train on the jit step.
 @register_kl(MultivariateNormal, Independent)
-def _kl_full_diagonal(q: MultivariateNormal, p: Independent) -> torch.Tensor:
-    return kl_divergence(q, _as_full_normal(p))
-
-
 @register_kl(LowRankMultivariateNormal, Independent)
-def _kl_lowrank_diagonal(q: LowRankMultivariateNormal, p: Independent) -> torch.Tensor:
-    return kl_divergence(q, _as_full_normal(p))
+def _kl_gaussian_diagonal(q: MultivariateNormal | LowRankMultivariateNormal, p: Independent) -> torch.Tensor:
+    base = _diagonal_normal(p)
+    cross = base.scale.log() + _HALF_LOG_2PI + (q.variance + (q.mean - base.loc).pow(2)) / (2 * base.scale.pow(2))
+    return cross.sum(-1) - q.entropy()
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

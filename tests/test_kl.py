@@ -62,3 +62,28 @@ def test_routes_reported_by_auto():
         est = estimator("auto")
         est.loss(vae.model, vae.guide, x)
         assert est.kl_routes == {"z": route}
+
+
+@pytest.mark.parametrize("family", ["full-normal", "lowrank-normal"])
+@pytest.mark.parametrize("standard_prior", [True, False])
+def test_gaussian_posterior_kl_against_diagonal_prior(float64, family, standard_prior):
+    """kl._kl_gaussian_diagonal equals torch's Gaussian-Gaussian KL with the prior as a full MVN."""
+    from pyrovae import FAMILIES
+    from pyrovae.families import FixedPrior
+
+    torch.manual_seed(3)
+    k, fam = 5, FAMILIES[family]
+    q = fam.from_raw(torch.randn(4, fam.head_size(k)), k)
+    p = (FixedPrior(FAMILIES["normal"], k)() if standard_prior else
+         dist.Normal(torch.randn(4, k), torch.rand(4, k) + 0.3).to_event(1))
+    base = p.base_dist.expand(torch.Size([4, k]))
+    full = torch.distributions.MultivariateNormal(base.loc, scale_tril=torch.diag_embed(base.scale))
+    q_full = torch.distributions.MultivariateNormal(q.mean, covariance_matrix=q.covariance_matrix)
+    expected = torch.distributions.kl_divergence(q_full, full)
+    assert torch.allclose(torch.distributions.kl_divergence(q, p), expected, rtol=0, atol=1e-12)
+    assert expected.shape == (4,) and bool((expected > 0).all())
+
+
+def test_gaussian_posterior_kl_needs_a_normal_prior():
+    q = dist.MultivariateNormal(torch.zeros(3), torch.eye(3))
+    assert not has_closed_form_kl(q, dist.Laplace(torch.zeros(3), 1.0).to_event(1))

@@ -64,7 +64,23 @@ register_family(ParametricFamily(
     "normal", dist.Normal, (_LOC, Param("scale", _pos, head=LOG_VARIANCE)), "location-scale",
     standard=_UNIT, standard_dist=StandardNormal,
     description="diagonal Gaussian, z = mu + sigma * eps; the head predicts log sigma^2"))
-_location_scale("laplace", dist.Laplace, "z = mu + b * Laplace(0, 1); heavier tails than the Normal")
+class Laplace(dist.Laplace):
+    """Pyro's ``Laplace``, drawing the same noise whether it runs eagerly or is recorded.
+
+    Under ``torch.jit.trace`` torch switches to ``rand * 2 - 1`` (no ``eps`` offset), so a
+    recorded step would differ from the eager one in the last bits and the ``jit`` step would
+    refuse the family. ``uniform_`` records fine, so both paths use torch's eager draw:
+    ``u ~ U(eps - 1, 1)``, ``z = mu - b sign(u) log(1 - |u|)`` (inverse CDF).
+    """
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """A reparameterized draw of ``sample_shape`` (torch's eager code path)."""
+        shape = self._extended_shape(sample_shape)
+        u = self.loc.new(shape).uniform_(torch.finfo(self.loc.dtype).eps - 1, 1)
+        return self.loc - self.scale * u.sign() * torch.log1p(-u.abs())
+
+
+_location_scale("laplace", Laplace, "z = mu + b * Laplace(0, 1); heavier tails than the Normal")
 register_family(ParametricFamily(
     "student-t", dist.StudentT, (_LOC, _SCALE), "location-scale", "normal",
     standard={"df": 5.0, **_UNIT}, fixed={"df": 5.0},
