@@ -57,15 +57,19 @@ def _show(value: torch.Tensor) -> str:
     return f"{float(value):.4g}"
 
 
-def describe_terms(vae, x: torch.Tensor, idx: torch.Tensor, rng: Dict[str, torch.Tensor]) -> str:
-    """Which ELBO term is non-finite on the minibatch ``x[idx]``, drawing ``z`` as the step did (from ``rng``)."""
+def describe_terms(vae, x: torch.Tensor, idx: torch.Tensor, rng: Dict[str, torch.Tensor],
+                   **data: torch.Tensor) -> str:
+    """Which ELBO term is non-finite on the minibatch ``x[idx]``, drawing ``z`` as the step did (from ``rng``).
+
+    ``data`` is what the step passed to the model and guide besides ``x`` (a conditional VAE's labels ``y``).
+    """
     cuda = [x.device.index or 0] if x.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng:
                 torch.cuda.set_rng_state(rng["cuda"], x.device)
-            recon, kls = trace_terms(vae, x, idx)
+            recon, kls = trace_terms(vae, x, idx, **data)
     except (ValueError, RuntimeError) as e:
         return f"its terms could not be evaluated ({one_line(e)})"
     terms = {"the reconstruction term log p(x|z)": recon}
@@ -79,17 +83,18 @@ def describe_terms(vae, x: torch.Tensor, idx: torch.Tensor, rng: Dict[str, torch
 
 def explain_step(vae, optim, x: torch.Tensor, idx: torch.Tensor, loss: Optional[torch.Tensor],
                  error: Optional[BaseException], before: Dict[str, torch.Tensor],
-                 rng: Dict[str, torch.Tensor]) -> Tuple[str, str]:
+                 rng: Dict[str, torch.Tensor], **data: torch.Tensor) -> Tuple[str, str]:
     """``(what, why)`` for a step that went bad; afterwards ``vae`` holds its parameters ``before`` the step.
 
     :param loss: the step's loss (None if the step raised ``error``).
     :param before: ``vae.state_dict()`` from before the step.
     :param rng: the torch RNG state from before the step.
+    :param data: the step's other inputs to the model and guide (a conditional VAE's labels ``y``).
     """
     bad_grads = [] if error is not None else bad_networks(vae, grads=True)
     bad_update = [] if error is not None else bad_networks(vae, optim)
     vae.load_state_dict(before)  # leave the model at its last finite parameters, and trace the terms there
-    terms = describe_terms(vae, x, idx, rng)
+    terms = describe_terms(vae, x, idx, rng, **data)
     if error is not None:
         return "the training step failed", f"{one_line(error)}; {terms}"
     grads = f"non-finite gradients in {', '.join(bad_grads)}" if bad_grads else "finite gradients"

@@ -282,7 +282,7 @@ class _Trainer:
             if error is None and all_finite([loss, *self.params, *optimizer_tensors(self.optim)]):
                 continue
             own = batches[i] if self.ranks is None else self.ranks.shard(batches[i])  # this rank's rows
-            what, why = explain_step(self.vae, self.optim, x, own, loss, error, before, rng)
+            what, why = explain_step(self.vae, self.optim, x, own, loss, error, before, rng, **self.labels)
             return DivergenceError(f"{what} at epoch {self.epoch + 1}, step {i + 1}: {why}; {ADVICE}; "
                                    f"{self.kept()}")
         return DivergenceError(f"training became non-finite in epoch {self.epoch + 1}, but a replay from the "

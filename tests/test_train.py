@@ -230,6 +230,21 @@ def test_absurd_lr_names_step_and_term_and_keeps_the_step_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+@pytest.mark.parametrize("conditional", ["prior", "full"])
+def test_divergence_of_a_conditional_vae_names_the_term(conditional):
+    """The replay that explains a divergence traces the ELBO terms with the run's labels too."""
+    torch.manual_seed(123)
+    x = torch.rand(240, 20, generator=torch.Generator().manual_seed(1)).round()
+    y = torch.arange(240) % 4
+    vae = VAE(20, 2, hidden=(8,), conditional=conditional, num_classes=4)
+    with pytest.raises(DivergenceError) as info:
+        fit(vae, x, epochs=2, batch_size=20, lr=1e6, seed=7, device="cpu", progress=False, train_labels=y)
+    message = str(info.value)
+    assert "could not be evaluated" not in message, message
+    assert re.search(r"(KL term at site 'z'|reconstruction term log p\(x\|z\)) is (nan|inf|-inf)"
+                     r"|non-finite gradients in |update of|estimator's own combination", message), message
+
+
 def test_a_non_finite_gradient_is_found_at_its_step(monkeypatch):
     """The loss stays finite; the decoder's gradient is NaN whenever row 7 is in the minibatch."""
     from pyrovae.train import _Trainer
