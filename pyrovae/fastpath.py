@@ -31,11 +31,15 @@ import pyro
 import pyro.poutine as poutine
 import torch
 
-from .errors import PyroVAEError
+from .errors import PyroVAEError, PyroVAEWarning
 from .registry import Registry
 
 #: Step implementations by name; ``"auto"`` is resolved by :func:`default_step`.
 STEPS: Registry[type] = Registry("step")
+
+
+class EagerFallbackWarning(PyroVAEWarning, RuntimeWarning):
+    """``step="auto"`` could not record the model and trains it eagerly: the same numbers, only slower."""
 
 
 def make_optimizer(cls: type, params: Sequence[torch.Tensor], lr: float, device: torch.device,
@@ -161,7 +165,8 @@ class TracedStep(EagerStep):
         message = f"step 'jit' cannot record this model: {reason}; use step='eager'"
         if self.strict:
             raise PyroVAEError(message)
-        warnings.warn(message.replace("; use step='eager'", "; running it eagerly"), RuntimeWarning)
+        warnings.warn(message.replace("; use step='eager'", "; running it eagerly"), EagerFallbackWarning,
+                      stacklevel=2)
         return True
 
     def _eager_loss(self, args: tuple, names: tuple) -> torch.Tensor:

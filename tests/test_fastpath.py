@@ -7,7 +7,7 @@ import torch
 from pyrovae import FAMILIES, VAE, PyroVAEError
 from pyrovae.families import closed_form_table
 from pyrovae.estimators import ESTIMATORS, estimator
-from pyrovae.fastpath import STEPS, build_step, make_optimizer
+from pyrovae.fastpath import STEPS, EagerFallbackWarning, build_step, make_optimizer
 
 N, M, LR = 300, 30, 1e-2
 PYRO_ELBOS = {"mc": pyro.infer.Trace_ELBO, "analytic": pyro.infer.TraceMeanField_ELBO}
@@ -154,7 +154,7 @@ def test_a_recording_that_froze_data_is_caught(float64):
     _, x, idxs = _setup()
     with pytest.raises(PyroVAEError, match="differ from eager"):
         _one_step("jit", _DataDependent(64, 4, (32,)), x, idxs[0])
-    with pytest.warns(RuntimeWarning, match="running it eagerly"):
+    with pytest.warns(EagerFallbackWarning, match="running it eagerly"):
         step, loss = _one_step("auto", _DataDependent(64, 4, (32,)), x, idxs[0])
     assert step._eager and torch.isfinite(loss)
 
@@ -177,7 +177,7 @@ def test_untraceable_model_runs_eagerly_under_auto(float64):
 
     with pytest.raises(PyroVAEError, match="cannot record this model: RuntimeError"):
         _one_step("jit", vae(), x, idxs[0], "analytic")
-    with pytest.warns(RuntimeWarning, match="cannot record"):
+    with pytest.warns(EagerFallbackWarning, match="cannot record"):
         step, loss = _one_step("auto", vae(), x, idxs[0], "analytic")
     assert step._eager and torch.isfinite(loss)
 
