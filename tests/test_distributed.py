@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ from pyrovae.distributed import Ranks
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(ROOT / "tests" / "dist_worker.py")
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-       "OMP_NUM_THREADS": "1", "PYROVAE_DIST_TIMEOUT": "60"}
+       "OMP_NUM_THREADS": "1", "PYROVAE_DIST_TIMEOUT": "60",
+       "PYTHONFAULTHANDLER": "1"}  # a rank that aborts prints every thread's Python stack
 
 #: One launch trains all of these: every estimator, every posterior family, 8 particles,
 #: shards of uneven size (7 rows over 2 ranks) and dynamic binarization.
@@ -45,6 +47,8 @@ def torchrun(*args, nproc=2, timeout=600, cwd=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     run = subprocess.run(cmd, env=ENV, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if run.returncode != 0 and GLOO_ABORT in run.stderr and "--die-after-epoch" not in args:
+        # Shown in pytest's warnings summary, so a CI log keeps where the abort happened.
+        warnings.warn(f"torchrun launch relaunched after a gloo abort; its stderr ended: {run.stderr[-4000:]}")
         again = ["--resume"] if "--out" in args and "--resume" not in args else []  # the folder may exist now
         run = subprocess.run(cmd + again, env=ENV, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return run
