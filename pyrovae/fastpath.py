@@ -246,6 +246,11 @@ def _simplify(graph: torch._C.Graph) -> None:
 #: Deterministic ops that make a new value (never a view), safe to compute once for equal inputs.
 _MERGEABLE = frozenset({"aten::index", "aten::Int", "prim::NumToTensor", "prim::ListConstruct",
                         "aten::mul", "aten::div", "aten::add", "aten::sub"})
+#: Ops whose output shares its first input's memory: writing into one writes into the other.
+_VIEWS = frozenset({"aten::slice", "aten::select", "aten::view", "aten::reshape", "aten::detach", "aten::expand",
+                    "aten::unsqueeze", "aten::squeeze", "aten::t", "aten::transpose", "aten::permute", "aten::mT",
+                    "aten::narrow", "aten::diagonal", "aten::as_strided", "aten::alias", "aten::unflatten",
+                    "aten::flatten", "aten::view_as", "aten::expand_as", "aten::unbind", "aten::split"})
 #: Ops that read only a tensor's metadata: equal for the same value whatever flows through it.
 _SHAPE_READS = frozenset({"aten::size", "aten::dim", "prim::device", "prim::dtype"})
 
@@ -259,7 +264,7 @@ def _merge_repeated_data_ops(graph: torch._C.Graph) -> None:
     requires grad or is written in place. A graph that writes into one of its inputs is left alone.
     """
     nodes = list(graph.nodes())
-    written = {v.unique() for n in nodes if n.kind().endswith("_") for v in n.inputs()}
+    written = _written_values(nodes)
     safe = {v.unique() for v in graph.inputs()}
     if safe & written:
         return
@@ -278,6 +283,21 @@ def _merge_repeated_data_ops(graph: torch._C.Graph) -> None:
             else:
                 kept[key] = node
                 safe.update(v.unique() for v in node.outputs())
+
+
+def _written_values(nodes: Sequence[torch._C.Node]) -> set:
+    """Values an in-place op (``aten::*_``) writes into, with every tensor they are a view of."""
+    written = set()
+    for node in nodes:
+        if not node.kind().endswith("_"):
+            continue
+        for value in node.inputs():
+            while True:
+                written.add(value.unique())
+                if value.node().kind() not in _VIEWS:
+                    break
+                value = value.node().inputsAt(0)
+    return written
 
 
 def _carries_gradient(value: torch._C.Value) -> bool:

@@ -239,3 +239,20 @@ def test_the_recording_gathers_the_minibatch_once():
     kinds = [node.kind() for node in recording.graph.nodes()]
     assert kinds.count("aten::index") == 1
     assert kinds.count("aten::normal") == 1  # the one random draw is kept
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
+def test_a_gather_written_through_a_view_is_not_merged():
+    """x[idx] twice, one copy then written in place through a view: both copies must stay."""
+    from pyrovae.fastpath import _simplify
+
+    def f(x, idx):
+        a, b = x[idx], x[idx]
+        b.view(-1)[:3].mul_(2.0)
+        return a.sum() * 10 + b.sum()
+
+    x, idx = torch.arange(12.0).reshape(4, 3), torch.tensor([2, 0])
+    recording = torch.jit.trace(f, (x, idx), check_trace=False)
+    _simplify(recording.graph)
+    assert [n.kind() for n in recording.graph.nodes()].count("aten::index") == 2
+    assert torch.equal(recording(x, idx), f(x, idx))
