@@ -64,6 +64,8 @@ register_family(ParametricFamily(
     "normal", dist.Normal, (_LOC, Param("scale", _pos, head=LOG_VARIANCE)), "location-scale",
     standard=_UNIT, standard_dist=StandardNormal,
     description="diagonal Gaussian, z = mu + sigma * eps; the head predicts log sigma^2"))
+
+
 class Laplace(dist.Laplace):
     """Pyro's ``Laplace``, drawing the same noise whether it runs eagerly or is recorded.
 
