@@ -246,11 +246,13 @@ def _simplify(graph: torch._C.Graph) -> None:
 #: Deterministic ops that make a new value (never a view), safe to compute once for equal inputs.
 _MERGEABLE = frozenset({"aten::index", "aten::Int", "prim::NumToTensor", "prim::ListConstruct",
                         "aten::mul", "aten::div", "aten::add", "aten::sub"})
-#: Ops whose output shares its first input's memory: writing into one writes into the other.
+#: Ops whose output shares its first input's memory: writing into one writes into the other
+#: (``prim::ListUnpack`` hands out the elements of an ``unbind``/``split`` list).
 _VIEWS = frozenset({"aten::slice", "aten::select", "aten::view", "aten::reshape", "aten::detach", "aten::expand",
                     "aten::unsqueeze", "aten::squeeze", "aten::t", "aten::transpose", "aten::permute", "aten::mT",
                     "aten::narrow", "aten::diagonal", "aten::as_strided", "aten::alias", "aten::unflatten",
-                    "aten::flatten", "aten::view_as", "aten::expand_as", "aten::unbind", "aten::split"})
+                    "aten::flatten", "aten::view_as", "aten::expand_as", "aten::unbind", "aten::split",
+                    "prim::ListUnpack"})
 #: Ops that read only a tensor's metadata: equal for the same value whatever flows through it.
 _SHAPE_READS = frozenset({"aten::size", "aten::dim", "prim::device", "prim::dtype"})
 

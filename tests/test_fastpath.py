@@ -241,14 +241,23 @@ def test_the_recording_gathers_the_minibatch_once():
     assert kinds.count("aten::normal") == 1  # the one random draw is kept
 
 
+def _write_through_view(b):
+    b.view(-1)[:3].mul_(2.0)
+
+
+def _write_through_unbind(b):
+    b.unbind(0)[0].mul_(2.0)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
-def test_a_gather_written_through_a_view_is_not_merged():
+@pytest.mark.parametrize("write", [_write_through_view, _write_through_unbind])
+def test_a_gather_written_through_a_view_is_not_merged(write):
     """x[idx] twice, one copy then written in place through a view: both copies must stay."""
     from pyrovae.fastpath import _simplify
 
     def f(x, idx):
         a, b = x[idx], x[idx]
-        b.view(-1)[:3].mul_(2.0)
+        write(b)
         return a.sum() * 10 + b.sum()
 
     x, idx = torch.arange(12.0).reshape(4, 3), torch.tensor([2, 0])
