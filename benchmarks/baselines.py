@@ -40,7 +40,7 @@ class HandwrittenVAE(nn.Module):
             self.dec = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-point SGVB-B with one sample: -KL (seed 000 eq. 4) + log p(x|z)."""
+        """Per-point SGVB-B with one sample: -KL (Kingma & Welling 2013, appendix B) + log p(x|z)."""
         mu, log_var = self.enc(x).chunk(2, dim=-1)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         recon = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
@@ -53,7 +53,7 @@ class HandwrittenVAE(nn.Module):
         z = mu + torch.exp(0.5 * log_var) * eps
         nll = F.binary_cross_entropy_with_logits(self.dec(z), xb.expand(particles, *xb.shape), reduction="sum")
         if estimator == "analytic":
-            kl = 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum()  # seed 000 eq. 4
+            kl = 0.5 * (mu**2 + log_var.exp() - log_var - 1).sum()  # Kingma & Welling 2013, appendix B
         else:
             # log q(z) - log p(z) at z = mu + sigma eps, summed over particles (eq. 6)
             kl = 0.5 * (z**2 - eps**2 - log_var).sum() / particles

@@ -1,13 +1,13 @@
-"""Class-conditional VAEs on mnist-5k: the eq. 8 prior of seed 000 and the standard CVAE.
+"""Class-conditional VAEs on mnist-5k: the class-mean prior (Su 2018, eq. 8) and the standard CVAE.
 
 What this script shows:
 
 1. ``VAE(..., conditional="prior", num_classes=10)``: the prior is
    ``p(z|y) = N(mu_y, I)`` with a learned mean ``mu_y`` per digit; encoder and
-   decoder are the plain VAE's. Its KL is eq. 8 of seed 000,
-   ``1/2 sum((mu - mu^y)^2 + sigma^2 - log sigma^2 - 1)``, in closed form, so the
-   ``analytic`` estimator applies. ``fit`` takes the labels as ``train_labels``
-   and ``test_labels``.
+   decoder are the plain VAE's. Its KL is eq. 8 of Su Jianlin, "Variational
+   autoencoders (1)" (2018), ``1/2 sum((mu - mu^y)^2 + sigma^2 - log sigma^2 - 1)``,
+   in closed form, so the ``analytic`` estimator applies. ``fit`` takes the
+   labels as ``train_labels`` and ``test_labels``.
 2. ``class_mean_accuracy``: assign each test digit's posterior mean to the
    nearest ``mu_y``. The encoder never sees the label, yet the KL pulls the
    codes of each class towards its own mean, so this beats chance (10%) by a

@@ -5,9 +5,10 @@ dynamic binarization, ``analytic``, seed 0), each one
 ``pyrovae train --conditional MODE --epochs 30 --out runs/cond-MODE``:
 
 - ``--conditional none``: the plain VAE, ``p(z) = N(0, I)``;
-- ``--conditional prior``: seed 000 eq. (8), ``p(z|y) = N(mu_y, I)`` with a
-  learned mean per class; the KL is ``1/2 sum_i ((mu_i - mu^y_i)^2 + sigma_i^2
-  - log sigma_i^2 - 1)``, still in closed form, so ``analytic`` applies;
+- ``--conditional prior``: eq. (8) of Su Jianlin, "Variational autoencoders (1)"
+  (2018), ``p(z|y) = N(mu_y, I)`` with a learned mean per class; the KL is
+  ``1/2 sum_i ((mu_i - mu^y_i)^2 + sigma_i^2 - log sigma_i^2 - 1)``, still in
+  closed form, so ``analytic`` applies;
 - ``--conditional full``: the CVAE (Sohn et al. 2015), with the one-hot ``y``
   fed to the encoder and the decoder.
 

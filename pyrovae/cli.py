@@ -87,7 +87,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
       help="also checkpoint every N steps (default: at the end of every epoch only)")
     a("--out", default=None, help="run folder (default runs/<time>-<dataset>-<estimator>)")
     a("--conditional", help=f"{'|'.join(CONDITIONINGS.names())}: class-conditional VAE on labelled data; "
-                            f"prior = N(mu_y, I) (seed 000 eq. 8), full = label into encoder and decoder "
+                            f"prior = N(mu_y, I) (Su 2018, eq. 8), full = label into encoder and decoder "
                             f"(default {d.conditional})")
     a("--beta", type=float, help=f"KL weight of the training loss recon + beta * KL (default {d.beta:g})")
     a("--kl-warmup-epochs", type=int, help="raise the KL weight linearly from 0 to beta over this many epochs "
@@ -163,7 +163,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _conditional_summary(out: str, vae, data, summary: dict) -> dict:
-    """For the class-mean prior of seed 000 eq. 8: add the nearest-class-mean test accuracy."""
+    """For the class-mean prior: add the nearest-class-mean test accuracy.
+
+    The prior is ``N(mu_y, I)`` with a learned mean per class, eq. 8 of Su Jianlin,
+    "Variational autoencoders (1)", 2018.
+    """
     if not vae.conditioning.class_prior:
         return summary
     accuracy = class_mean_accuracy(vae, data.test, data.test_labels)

@@ -3,10 +3,10 @@
 ``CONDITIONINGS`` maps a name to a :class:`Conditioning`:
 
 - ``none``: the plain VAE, ``p(z) p(x|z)`` and ``q(z|x)``.
-- ``prior``: the simple CVAE of seed 000 (eq. 8). The prior is
-  ``p(z|y) = N(mu_y, I)`` with a learned mean per class (:class:`ClassMeanPrior`),
-  the encoder and decoder are unchanged, and the KL of a diagonal Gaussian
-  posterior has the closed form
+- ``prior``: the simple CVAE of Su Jianlin, "Variational autoencoders (1)", 2018
+  (eq. 8). The prior is ``p(z|y) = N(mu_y, I)`` with a learned mean per class
+  (:class:`ClassMeanPrior`), the encoder and decoder are unchanged, and the KL of
+  a diagonal Gaussian posterior has the closed form
   ``1/2 sum_i ((mu_i - mu^y_i)^2 + sigma_i^2 - log sigma_i^2 - 1)``.
 - ``full``: the standard CVAE (Sohn et al. 2015): the one-hot label is fed to
   the encoder ``q(z|x,y)`` and the decoder ``p(x|z,y)``; the prior is the usual one.
@@ -51,22 +51,22 @@ class Conditioning:
 CONDITIONINGS: Registry[Conditioning] = Registry("conditional mode")
 """Conditioning name (``--conditional``, ``VAE(conditional=...)``) -> :class:`Conditioning`.
 
-``none``, ``prior`` (prior ``N(mu_y, I)``, seed 000 eq. 8) and ``full`` (one-hot label into the
+``none``, ``prior`` (prior ``N(mu_y, I)``, Su 2018, eq. 8) and ``full`` (one-hot label into the
 encoder and the decoder, Sohn et al. 2015).
 """
 for _c in (Conditioning("none", False, False, False, "unconditional VAE"),
-           Conditioning("prior", False, False, True, "prior N(mu_y, I) with a learned mean per class (seed 000 eq. 8)"),
+           Conditioning("prior", False, False, True, "prior N(mu_y, I) with a learned mean per class (Su 2018, eq. 8)"),
            Conditioning("full", True, True, False, "CVAE: one-hot label fed to the encoder and the decoder")):
     CONDITIONINGS.register(_c.name, _c)
 
 
 class ClassMeanPrior(nn.Module):
-    """``p(z|y) = N(mu_y, I)``: a learned mean per class, unit variance (seed 000, eq. 8).
+    """``p(z|y) = N(mu_y, I)``: a learned mean per class, unit variance (Su 2018, eq. 8).
 
-    The means start at zero, as in the seed's code, and move apart because each
-    class pulls its own mean towards its codes. With a diagonal Normal posterior
-    the pair is ``Independent(Normal)`` on both sides, so torch's registered
-    Normal-Normal KL gives eq. 8 in closed form and ``analytic`` applies.
+    The means start at zero and move apart because each class pulls its own
+    mean towards its codes. With a diagonal Normal posterior the pair is
+    ``Independent(Normal)`` on both sides, so torch's registered Normal-Normal
+    KL gives eq. 8 in closed form and ``analytic`` applies.
     """
 
     def __init__(self, z_dim: int, num_classes: int) -> None:

@@ -22,7 +22,7 @@ RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "step", "checkpoint_every",
 
 @dataclass
 class RunConfig:
-    """Everything needed to rebuild and continue a run; defaults follow SPEC section 2."""
+    """Everything needed to rebuild and continue a run; defaults are the documented command-line defaults."""
 
     dataset: Optional[str] = "mnist-5k"  # None: in-memory data given to fit() from Python
     data_dir: Optional[str] = None
@@ -41,9 +41,10 @@ class RunConfig:
     optimizer: str = "adam"
     device: str = "auto"
     seed: int = 0
-    conditional: str = "none"  # none, prior (seed 000 eq. 8) or full (CVAE); see pyrovae.conditional
+    # prior: N(mu_y, I), eq. 8 of Su Jianlin, "Variational autoencoders (1)", 2018
+    conditional: str = "none"  # none, prior (Su 2018, eq. 8) or full (CVAE); see pyrovae.conditional
     num_classes: Optional[int] = None  # label classes of a conditional run, taken from the data
-    beta: float = 1.0  # KL weight of seed 004: recon + beta * KL
+    beta: float = 1.0  # KL weight of beta-VAE (Higgins et al. 2017): recon + beta * KL
     kl_warmup_epochs: int = 0  # linear KL warm-up from 0 to beta over this many epochs
     tensorboard: bool = False
     step: str = "auto"  # how a training step runs: auto, jit, cuda-graph or eager (fastpath.STEPS)

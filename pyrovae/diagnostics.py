@@ -1,11 +1,12 @@
 """Gradient diagnostics and active latent units.
 
 ``gradient_samples`` draws many independent gradient estimates at fixed
-parameters on one fixed minibatch (SPEC section 5), grouped by network: the
-*encoder* (inference network and posterior head) and the *decoder*
-(generative network, likelihood and prior). ``gradient_variance`` summarizes
-them: total variance ``tr Var[g]``, mean squared norm ``E||g||^2`` and the
-signal-to-noise ratio ``||E g|| / sqrt(tr Var[g])`` (cf. Rainforth et al. 2018).
+parameters on one fixed minibatch, so that only the estimator's own noise
+varies, grouped by network: the *encoder* (inference network and posterior
+head) and the *decoder* (generative network, likelihood and prior).
+``gradient_variance`` summarizes them: total variance ``tr Var[g]``, mean
+squared norm ``E||g||^2`` and the signal-to-noise ratio
+``||E g|| / sqrt(tr Var[g])`` (cf. Rainforth et al. 2018).
 
 ``active_units``, ``kl_per_dimension`` and ``class_mean_accuracy`` look at the
 latent space of a trained VAE.
@@ -127,9 +128,10 @@ def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: i
 def class_mean_accuracy(vae, data: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Accuracy of assigning each row's posterior mean to the nearest class mean ``mu^y``.
 
-    For ``conditional="prior"`` (seed 000 eq. 8): the KL ``1/2 |mu - mu^y|^2 + ...`` pulls the
-    codes of class y towards ``mu^y`` while the encoder never sees y, so the nearest class mean
-    is a classifier learned without a classification loss. Chance is ``1 / num_classes``.
+    For ``conditional="prior"`` (eq. 8 of Su Jianlin, "Variational autoencoders (1)", 2018):
+    the KL ``1/2 |mu - mu^y|^2 + ...`` pulls the codes of class y towards ``mu^y`` while the
+    encoder never sees y, so the nearest class mean is a classifier learned without a
+    classification loss. Chance is ``1 / num_classes``.
     """
     means = getattr(vae.prior, "means", None)
     if means is None:
@@ -154,8 +156,9 @@ def kl_per_dimension(vae, data: torch.Tensor, labels: Optional[torch.Tensor] = N
     """``KL(q(z_u|x) || p(z_u))`` for each latent dimension u, averaged over the rows of ``data``.
 
     For a factorized posterior and prior the KL is the sum of these terms, so they show which
-    units carry information (seed 000 eq. 4, one term of the sum per dimension). Closed form
-    where torch registers one, else a Monte-Carlo mean over ``num_samples`` draws from q.
+    units carry information (Kingma & Welling 2013, appendix B, one term of the sum per
+    dimension). Closed form where torch registers one, else a Monte-Carlo mean over
+    ``num_samples`` draws from q.
     """
     data = data.to(next(vae.parameters()).device)
     labels = vae.check_labels(labels, len(data))

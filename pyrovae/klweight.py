@@ -1,15 +1,17 @@
 """beta-weighted KL and the linear KL warm-up.
 
-Seed 004 trains with ``loss = recon + beta * KL``. In Pyro the KL is not one
-term of the model: under ``mc`` (Trace_ELBO) it is ``log q(z|x) - log p(z)``
-from two sites, and under ``analytic`` (TraceMeanField_ELBO) it is
-``kl_divergence(q, p)`` scaled by the **guide** site's scale alone. So the
-weight multiplies the log-density of the latent site ``z`` in both the model
-and the guide (:class:`KLWeight`), which gives ``recon + beta * KL`` under
-every ELBO estimator, closed-form KL or not.
+beta-VAE (Higgins et al. 2017, "beta-VAE: Learning Basic Visual Concepts with
+a Constrained Variational Framework") trains with ``loss = recon + beta * KL``.
+In Pyro the KL is not one term of the model: under ``mc`` (Trace_ELBO) it is
+``log q(z|x) - log p(z)`` from two sites, and under ``analytic``
+(TraceMeanField_ELBO) it is ``kl_divergence(q, p)`` scaled by the **guide**
+site's scale alone. So the weight multiplies the log-density of the latent
+site ``z`` in both the model and the guide (:class:`KLWeight`), which gives
+``recon + beta * KL`` under every ELBO estimator, closed-form KL or not.
 
-The warm-up (Bowman et al. 2016; Sonderby et al. 2016) anneals the weight
-linearly from 0 to ``beta`` over the first epochs: :func:`linear_warmup`.
+The warm-up (Bowman et al. 2016, "Generating Sentences from a Continuous
+Space"; Sonderby et al. 2016, "Ladder Variational Autoencoders") anneals the
+weight linearly from 0 to ``beta`` over the first epochs: :func:`linear_warmup`.
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ def draw_latent(data: PlotData, fig) -> None:
                         vmin=-0.5, vmax=9.5)
         fig.colorbar(sc, ax=ax, ticks=range(10), label="class")
     means = getattr(data.vae.prior, "means", None)
-    if means is not None:  # the learned class means of seed 000 eq. 8
+    if means is not None:  # the learned class means of Su Jianlin, "Variational autoencoders (1)", 2018, eq. 8
         m = project(means.detach().double().cpu()).numpy()
         ax.scatter(m[:, 0], m[:, 1], marker="X", c="black", s=60, label="class means $\\mu^y$")
         for c, (u, v) in enumerate(m):

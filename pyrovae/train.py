@@ -8,7 +8,7 @@ per parameter tensor, and by default recorded once and replayed
 (:mod:`pyrovae.fastpath`). The training set lives on the device as one tensor
 and a minibatch is ``pyro.plate(..., subsample=idx)``: no DataLoader.
 
-Reliability (SPEC section 7): every input is checked before any work starts
+Reliability: every input is checked before any work starts
 (:mod:`pyrovae.validation`); a checkpoint is written at the end of every epoch
 and, with ``checkpoint_every``, every N steps, holding everything needed to
 continue bit for bit on CPU (weights, optimizer, RNG states, the position in
@@ -125,7 +125,7 @@ class _Trainer:
         self.checkpoint_every = checkpoint_every  # clipping belongs to the step (fastpath)
         self.params = list(vae.parameters())
         # Data order and binarization draw from their own stream, so every estimator sees the
-        # same minibatches whatever noise it consumes (SPEC section 5: same data order).
+        # same minibatches whatever noise it consumes, and the comparison is fair.
         self.data_rng = torch.Generator(self.device).manual_seed(seed)
         self.epoch, self.samples_seen, self.seconds, self.wall_time = 0, 0, 0.0, 0.0
         self.metrics: List[Dict[str, Any]] = []
@@ -380,7 +380,7 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         diagnostics; it should leave the global RNG alone (see :func:`pyrovae.evaluate.seeded`).
     :param train_labels: integer class labels of the ``train`` rows (``test_labels`` of the
         ``test`` rows); needed by a conditional VAE, unused by an unconditional one.
-    :param beta: weight of the KL in the training loss ``recon + beta * KL`` (seed 004).
+    :param beta: weight of the KL in the training loss ``recon + beta * KL`` (beta-VAE, Higgins et al. 2017).
     :param kl_warmup_epochs: anneal the weight linearly from 0 to ``beta`` over this many
         epochs, one value per epoch (see :func:`pyrovae.klweight.linear_warmup`). Reported test
         ELBOs are always the true bound (weight 1).

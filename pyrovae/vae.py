@@ -13,7 +13,8 @@ A class-conditional VAE (``conditional="prior"`` or ``"full"``, see
 :mod:`pyrovae.conditional`) also takes the labels ``y`` of the same rows:
 ``model(x, y, subsample)``. The latent site's log-density is multiplied by
 :attr:`VAE.kl_weight` in both programs, so any ELBO estimator optimizes
-``recon + kl_weight * KL`` (seed 004's beta, see :mod:`pyrovae.klweight`).
+``recon + kl_weight * KL`` (the beta of beta-VAE, Higgins et al. 2017; see
+:mod:`pyrovae.klweight`).
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ class VAE(nn.Module):
         ``[loc | log sigma^2]``.
     :param decoder: optional module mapping ``z`` to the likelihood's raw
         head (logits for ``bernoulli``, the mean for ``normal``).
-    :param conditional: ``none``, ``prior`` (seed 000 eq. 8: prior ``N(mu_y, I)``,
-        needs the ``normal`` prior) or ``full`` (one-hot ``y`` into encoder and
-        decoder); see :data:`pyrovae.conditional.CONDITIONINGS`.
+    :param conditional: ``none``, ``prior`` (prior ``N(mu_y, I)``, eq. 8 of Su Jianlin,
+        "Variational autoencoders (1)", 2018; needs the ``normal`` prior) or ``full``
+        (one-hot ``y`` into encoder and decoder); see
+        :data:`pyrovae.conditional.CONDITIONINGS`.
     :param num_classes: number of classes ``C`` of the labels ``0..C-1``; needed
         when ``conditional`` is not ``none``. With ``full`` the default networks
         take ``x_dim + C`` and ``z_dim + C`` inputs.
@@ -90,7 +92,7 @@ class VAE(nn.Module):
         check_compatible(self.posterior_family, prior, prior_spec.support)
         self.conditioning = CONDITIONINGS.get(conditional)
         self.num_classes = self._check_classes(num_classes, prior)
-        #: The weight of the KL term (beta of seed 004); 1 gives the ELBO. See :meth:`kl_weighted`.
+        #: The weight of the KL term (beta of Higgins et al. 2017); 1 gives the ELBO. See :meth:`kl_weighted`.
         self.kl_weight = 1.0
         self.likelihood_spec = LIKELIHOODS[likelihood]
         self.prior = ClassMeanPrior(z_dim, num_classes) if self.conditioning.class_prior else prior_spec.build(z_dim)
@@ -111,7 +113,7 @@ class VAE(nn.Module):
             raise PyroVAEError(f"conditional {self.conditioning.name!r} needs num_classes (the labels' class count)")
         check_positive(num_classes=num_classes)
         if self.conditioning.class_prior and prior != "normal":
-            raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of seed 000 eq. 8; "
+            raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of Su 2018, eq. 8; "
                                f"it replaces the 'normal' prior, not {prior!r}")
         return num_classes
 
@@ -144,7 +146,7 @@ class VAE(nn.Module):
             with self._weighted_kl():
                 return pyro.sample("z", self.encode(xb, yb))
 
-    # -- the KL weight (seed 004's beta) ----------------------------------------------------
+    # -- the KL weight (beta-VAE's beta) ----------------------------------------------------
 
     def _weighted_kl(self):
         # No handler at weight 1: the plain ELBO runs exactly the unweighted program.

@@ -38,7 +38,7 @@ def exact_ppca_vae(ppca: PPCA) -> VAE:
     """A float64 VAE with linear networks set to the PPCA model and its exact posterior.
 
     With orthogonal W the exact posterior is N(C W^T (x - b) / s^2, C), C diagonal
-    (SPEC section 4), so a linear encoder with a constant log-variance head is exact.
+    (Tipping & Bishop 1999), so a linear encoder with a constant log-variance head is exact.
     """
     W, b, s = ppca.W, ppca.b, float(ppca.s)
     d, k = W.shape

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 def handwritten_elbo(vae, x: torch.Tensor, eps: torch.Tensor):
     """Per-point (SGVB-A, SGVB-B) for a normal-posterior, normal-prior, Bernoulli VAE at noise ``eps``.
 
-    SGVB-B uses the closed-form KL of seed 000 eq. 4: 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1).
+    SGVB-B uses the closed-form KL of Kingma & Welling 2013, appendix B: 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1).
     """
     mu, log_var = vae.encoder(x).chunk(2, dim=-1)
     sigma = torch.exp(0.5 * log_var)

@@ -1,4 +1,8 @@
-"""beta-weighted KL and the linear warm-up: recon + beta * KL under every ELBO estimator (seed 004)."""
+"""beta-weighted KL and the linear warm-up: recon + beta * KL under every ELBO estimator.
+
+The weighted loss is beta-VAE's (Higgins et al. 2017); the warm-up anneals beta linearly from 0
+(Bowman et al. 2016; Sonderby et al. 2016).
+"""
 
 import json
 import math
@@ -24,7 +28,7 @@ def _loss(vae, x, name, weight, seed=0, **kw):
 
 
 def _closed_form_kl(vae, x):
-    """sum over rows of KL(q(z|x) || N(0, I)), seed 000 eq. 4."""
+    """sum over rows of KL(q(z|x) || N(0, I)), Kingma & Welling 2013, appendix B."""
     with torch.no_grad():
         q = vae.encode(x).base_dist
         return float((0.5 * (q.loc ** 2 + q.scale ** 2 - torch.log(q.scale ** 2) - 1)).sum())

@@ -1,4 +1,7 @@
-"""Class-conditional VAEs: the eq. 8 prior N(mu_y, I) of seed 000 and the CVAE with y in encoder and decoder."""
+"""Class-conditional VAEs: the class-mean prior N(mu_y, I) and the CVAE with y in encoder and decoder.
+
+The class-mean prior is eq. 8 of Su Jianlin, "Variational autoencoders (1)", 2018.
+"""
 
 import json
 import subprocess
@@ -112,7 +115,7 @@ def test_labels_are_required_and_checked():
 
 
 def test_conditional_prior_on_mnist_5k_learns_distinct_class_means():
-    """Seed 000 eq. 8 on mnist-5k: distinct mu^y, and the nearest mu^y classifies test codes far above chance.
+    """Su 2018, eq. 8 on mnist-5k: distinct mu^y, and the nearest mu^y classifies test codes far above chance.
 
     Measured (784-200-10, Adam 1e-2, 4 epochs, seed 0): accuracy about 0.75 against a chance of 0.10.
     """

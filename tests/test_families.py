@@ -188,7 +188,7 @@ def test_standard_normal_prior_is_normal_0_1(float64):
     z = torch.randn(3, 7, 4)
     assert torch.allclose(prior.log_prob(z), ref.log_prob(z), rtol=0, atol=1e-12)
     q = dist.Normal(torch.randn(7, 4), torch.rand(7, 4) + 0.5).to_event(1)
-    kl = kl_divergence(q, prior)  # closed form, seed 000 eq. 4: 1/2 sum(mu^2 + s^2 - log s^2 - 1)
+    kl = kl_divergence(q, prior)  # closed form, Kingma & Welling 2013, appendix B: 1/2 sum(mu^2 + s^2 - log s^2 - 1)
     s2 = q.base_dist.scale ** 2
     assert torch.allclose(kl, 0.5 * (q.base_dist.loc ** 2 + s2 - s2.log() - 1).sum(-1), rtol=0, atol=1e-12)
     wide = prior.base_dist.expand((7, 4))

@@ -1,4 +1,4 @@
-"""Closed-form KL lookup and the diagonal-Gaussian KL of seed 000 eq. 4."""
+"""Closed-form KL lookup and the diagonal-Gaussian KL of Kingma & Welling 2013, appendix B."""
 
 import pyro
 import pyro.distributions as dist
