@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .estimators import estimator as make_estimator
-from .estimators.weights import PARTICLE_PLATE, local_log_weights
+from .errors import PyroVAEError
+from .estimators.weights import PARTICLE_PLATE, log_weights_of
 from .kl import has_closed_form_kl, latent_sites
 from .validation import check_positive, validate_data
 
@@ -178,15 +179,23 @@ def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
 
 def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
                 max_plate_nesting: int = 1, **kwargs) -> torch.Tensor:
-    """``log p(x, z_k) - log q(z_k|x)`` for ``z_k ~ q``, shape ``(num_particles, *data plate shape)``.
+    """``log p(x, z_k) - log q(z_k|x)`` for ``z_k ~ q``, shape ``(num_particles, *plates)``.
 
-    Works for any Pyro model/guide whose latents are local to a data plate:
-    particles are one vectorized plate left of the model's own plates.
+    Per element of the plate the latents are local to (for a VAE, ``(K, M)``: one weight per
+    particle and data point); for a model whose weights do not factorize (a global latent), the
+    whole trace's weight, with size 1 on every plate dim (see :mod:`pyrovae.estimators.weights`).
+    Particles are one vectorized plate left of the model's own plates. Sites outside the local
+    plate whose densities do not depend on the draws have no per-element weight: they are refused.
     """
     particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-(max_plate_nesting + 1))
     model_trace, guide_trace = _traces(particles(model), particles(guide), *args, **kwargs)
+    weights = log_weights_of([(model_trace, guide_trace)])
+    if weights.weighting.shared:
+        raise PyroVAEError(f"log_weights: site(s) {', '.join(map(repr, weights.weighting.shared))} lie outside "
+                           f"plate {', '.join(map(repr, weights.weighting.plates))}, so they have no per-element "
+                           "weight; use pyrovae.estimator('iwae', K).loss for the whole bound")
     # Per local unit and without the subsample factor N/M, which scales a bound, not a weight.
-    return local_log_weights(model_trace, guide_trace, max_plate_nesting)[0]
+    return weights.values
 
 
 @torch.no_grad()

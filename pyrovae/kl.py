@@ -58,9 +58,17 @@ def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
 
 
 def describe(d: Distribution) -> str:
-    """Short name of a distribution, looking through ``Independent`` and similar wrappers."""
+    """Short name of a distribution, looking through ``Independent`` and similar wrappers.
+
+    A masked distribution says so (``Normal.mask(False)``): its KL against an unmasked one has no
+    closed form even where the unmasked pair has one.
+    """
     base = getattr(d, "base_dist", None)
-    return type(d).__name__ if base is None or type(d).__name__ not in _WRAPPERS else describe(base)
+    if base is None or type(d).__name__ not in _WRAPPERS:
+        return type(d).__name__
+    mask = getattr(d, "_mask", None)
+    suffix = "" if mask is None else f".mask({mask})" if isinstance(mask, bool) else ".mask(tensor)"
+    return describe(base) + suffix
 
 
 

@@ -13,8 +13,9 @@ from .iwae import IWAE
 from .mc import MonteCarloELBO
 from .registry import ESTIMATORS, EstimatorSpec, estimator, register_estimator
 from .stl import STL
+from .weights import Weighting
 
 __all__ = [
     "ESTIMATORS", "EstimatorSpec", "estimator", "register_estimator",
-    "MonteCarloELBO", "AnalyticELBO", "AutoELBO", "MissingKLError", "IWAE", "STL", "DReG",
+    "MonteCarloELBO", "AnalyticELBO", "AutoELBO", "MissingKLError", "IWAE", "STL", "DReG", "Weighting",
 ]

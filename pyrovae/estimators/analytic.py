@@ -20,7 +20,7 @@ from torch.distributions import kl_divergence
 
 from ..errors import PyroVAEError
 from ..kl import ANALYTIC, SAMPLED, describe, kl_routes
-from .base import SyncFreeLoss
+from .base import SyncFreeLoss, loss_pair
 from .registry import register_estimator
 
 
@@ -67,7 +67,7 @@ class AnalyticELBO(SyncFreeLoss, TraceMeanField_ELBO):
         for name, site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy only
             if site["type"] == "sample" and name not in model_trace.nodes:
                 elbo = elbo - site["score_parts"].entropy_term.sum()
-        return -elbo.detach(), -elbo
+        return loss_pair(elbo)
 
     def _kl_term(self, name: str, model_site, guide_site) -> torch.Tensor:
         """KL(q||p) of one latent site: closed form (eq. 7), or log q - log p at the sample."""
@@ -75,7 +75,8 @@ class AnalyticELBO(SyncFreeLoss, TraceMeanField_ELBO):
             check_fully_reparametrized(guide_site)
         if self.kl_routes[name] == ANALYTIC:
             # The KL takes the *guide* site's scale and mask, as in Pyro (N/M, and any beta).
-            kl = kl_divergence(guide_site["fn"], model_site["fn"])
+            # A fully masked pair's KL is the number 0 (Pyro's MaskedDistribution rule): made a tensor.
+            kl = torch.as_tensor(kl_divergence(guide_site["fn"], model_site["fn"]))
             return scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
         return guide_site["score_parts"].entropy_term.sum() - model_site["log_prob_sum"]
 

@@ -14,8 +14,11 @@ which has the loss's value and the surrogate's gradient.
 
 from __future__ import annotations
 
+import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.infer.util import torch_item
+
+from .particles import ParticleErrors
 
 
 def pathwise(guide_trace) -> bool:
@@ -28,7 +31,17 @@ def pathwise(guide_trace) -> bool:
                for site in guide_trace.nodes.values() if site["type"] == "sample")
 
 
-class SyncFreeLoss:
+def loss_pair(elbo) -> tuple:
+    """``(loss, surrogate loss)`` of one particle from its ELBO: the value detached, the surrogate not.
+
+    An empty program's ELBO is the number 0 (Pyro's ``Trace.log_prob_sum`` of no sites); it
+    becomes a tensor here, so every estimator returns 0 for it, as Pyro's ELBOs do.
+    """
+    elbo = torch.as_tensor(elbo)
+    return -elbo.detach(), -elbo
+
+
+class SyncFreeLoss(ParticleErrors):
     """Mixin for Pyro ELBOs whose ``_differentiable_loss_particle`` returns tensors.
 
     Put it before the Pyro base class. ``loss`` and ``loss_and_grads`` still

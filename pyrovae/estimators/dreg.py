@@ -6,16 +6,19 @@ encoder (eq. 5 of the paper):
     decoder theta:  sum_k w~_k  d/dtheta log w_k
     encoder phi:    sum_k w~_k^2  (d log w_k / d z_k) (d z_k / d phi),   log q with parameters stopped
 
-with ``w~_k = w_k / sum_j w_j`` per data point. Implemented as a surrogate
-``sum_k stop(w~_k) log w_k`` (q's parameters stopped) plus a gradient hook that
-multiplies the path derivative reaching each ``z_k`` by ``w~_k`` once more.
+with ``w~_k = w_k / sum_j w_j`` per element of the local plate (or over the whole trace when the
+weights are joint; see :mod:`pyrovae.estimators.weights`). Implemented as a surrogate
+``sum_k stop(w~_k) log w_k`` (q's parameters stopped) plus a gradient hook that multiplies the
+path derivative reaching each ``z_k`` by ``w~_k`` once more.
 """
 
 from __future__ import annotations
 
+from typing import List, Tuple
+
 import torch
 
-from .iwae import _WeightedBound
+from .iwae import IWAE
 from .registry import register_estimator
 from .weights import latent_names
 
@@ -30,28 +33,35 @@ def _aligned(w: torch.Tensor, value: torch.Tensor, event_dim: int) -> torch.Tens
     return w.reshape(w.shape + (1,) * event_dim)
 
 
+def _hook_weights(traces, w: torch.Tensor) -> None:
+    """Multiply the path gradient reaching each latent ``z_k`` by its normalized weight ``w~_k``."""
+    for k, (_, guide_trace) in enumerate(traces):
+        w_k = w if len(traces) == 1 else w[k:k + 1]  # one trace per particle when not vectorized
+        for name in latent_names(guide_trace):
+            site = guide_trace.nodes[name]
+            if site["value"].requires_grad:
+                factor = _aligned(w_k, site["value"], site["fn"].event_dim)
+                site["value"].register_hook(lambda g, factor=factor: g * factor)
+
+
 @register_estimator(
     "dreg",
     summary="IWAE bound with doubly-reparameterized encoder gradients (w~^2 path terms, no score term)",
     reference="Tucker et al. 2018, eq. (5)",
     kl_weighting=False,  # log mean_k w_k has no separate KL term to weight
 )
-class DReG(_WeightedBound):
-    """The IWAE bound with DReG gradients; ``num_particles`` is K."""
+class DReG(IWAE):
+    """The IWAE bound with DReG gradients; ``num_particles`` is K; see :attr:`weighting`."""
 
     name = "dreg"
     #: The w~ factor lives in a gradient hook, which a TorchScript recording would drop (fastpath).
     traceable = False
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The negative IWAE bound; its gradient is the DReG estimator."""
-        lw, scale, guide_trace = self._log_weights(model, guide, args, kwargs, detach_guide=True)
-        w = torch.softmax(lw.detach(), dim=0)  # normalized weights per local unit
-        for name in latent_names(guide_trace):
-            value = guide_trace.nodes[name]["value"]
-            if value.requires_grad:
-                # z_k's path gradient gets one more w~_k: align w~ to the site's shape and hook it.
-                value.register_hook(lambda g, w=_aligned(w, value, guide_trace.nodes[name]["fn"].event_dim): g * w)
-        surrogate = scale * (w * lw).sum()
-        bound = self._bound(lw.detach(), scale)
-        return -(bound + surrogate - surrogate.detach())
+    def _loss(self, model, guide, args, kwargs) -> Tuple[torch.Tensor, List]:
+        """The negative IWAE bound, whose gradient is the DReG estimator, and the traces."""
+        weights, traces = self._log_weights(model, guide, args, kwargs, detach_guide=True)
+        w = torch.softmax(weights.values.detach(), dim=0)  # normalized weights per local element
+        _hook_weights(traces, w)
+        surrogate = (weights.scale * (w * weights.values).sum(0)).sum() + weights.shared
+        bound = weights.bound().detach()
+        return -(bound + surrogate - surrogate.detach()), traces

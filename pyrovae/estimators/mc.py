@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pyro.infer import Trace_ELBO
 
-from .base import SyncFreeLoss, pathwise
+from .base import SyncFreeLoss, loss_pair, pathwise
 from .registry import register_estimator
 
 
@@ -31,5 +31,4 @@ class MonteCarloELBO(SyncFreeLoss, Trace_ELBO):
         if not pathwise(guide_trace):
             return super()._differentiable_loss_particle(model_trace, guide_trace)
         # eq. (6) for one particle: log p(x, z_l) - log q(z_l|x), already scaled by N/M per site.
-        elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
-        return -elbo.detach(), -elbo
+        return loss_pair(model_trace.log_prob_sum() - guide_trace.log_prob_sum())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyro.distributions.util import detach, scale_and_mask
 from pyro.infer import Trace_ELBO
 
-from .base import SyncFreeLoss
+from .base import SyncFreeLoss, loss_pair
 from .registry import register_estimator
 from .weights import check_reparameterized
 
@@ -35,4 +35,4 @@ class STL(SyncFreeLoss, Trace_ELBO):
             if site["type"] == "sample":
                 log_q = detach(site["fn"]).log_prob(site["value"])
                 elbo = elbo - scale_and_mask(log_q, site["scale"], site["mask"]).sum()
-        return -elbo.detach(), -elbo
+        return loss_pair(elbo)
