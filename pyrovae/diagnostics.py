@@ -24,6 +24,7 @@ from .errors import PyroVAEError
 from .estimators import estimator as make_estimator
 from .evaluate import seeded
 from .kl import describe
+from .summaries import posterior_point
 
 #: Which VAE children make up each network.
 GROUPS = {"encoder": ("encoder", "posterior"), "decoder": ("decoder", "likelihood", "prior")}
@@ -104,23 +105,28 @@ def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
     return ratio, low, high
 
 
-def _posterior_means(vae, data: torch.Tensor, labels: Optional[torch.Tensor], batch_size: int) -> torch.Tensor:
+def _posterior_points(vae, data: torch.Tensor, labels: Optional[torch.Tensor], batch_size: int,
+                      seed: Optional[int] = 0) -> torch.Tensor:
+    """Each row's posterior mean (median where the mean is undefined; see :mod:`pyrovae.summaries`)."""
     data = data.to(next(vae.parameters()).device)
     labels = vae.check_labels(labels, len(data))
     rows = [slice(i, i + batch_size) for i in range(0, len(data), batch_size)]
-    return torch.cat([vae.encode(data[r], None if labels is None else labels[r].to(data.device)).mean
-                      for r in rows])
+    with seeded(seed, data.device):  # a sampled median (a flow) is reproducible and leaves the stream alone
+        return torch.cat([posterior_point(vae.encode(data[r], None if labels is None else labels[r].to(data.device)))
+                          for r in rows])
 
 
 @torch.no_grad()
 def active_units(vae, data: torch.Tensor, threshold: float = 0.01, batch_size: int = 1000,
-                 labels: Optional[torch.Tensor] = None) -> Tuple[int, torch.Tensor]:
+                 labels: Optional[torch.Tensor] = None, seed: Optional[int] = 0) -> Tuple[int, torch.Tensor]:
     """Latent dimensions u with ``Cov_x(E_q[z_u | x]) > threshold`` (Burda et al. 2015, section 5.2).
 
     Returns the count and the per-dimension variance of the posterior means over ``data``
-    (``labels``: the rows' classes, for a CVAE whose encoder reads them).
+    (``labels``: the rows' classes, for a CVAE whose encoder reads them). Where a family has no
+    mean (Cauchy, a flow) its median stands in, as in every figure (:mod:`pyrovae.summaries`);
+    a sampled median draws on its own stream seeded by ``seed``.
     """
-    activity = _posterior_means(vae, data, labels, batch_size).var(0)
+    activity = _posterior_points(vae, data, labels, batch_size, seed).var(0)
     return int((activity > threshold).sum()), activity
 
 
@@ -137,7 +143,7 @@ def class_mean_accuracy(vae, data: torch.Tensor, labels: torch.Tensor, batch_siz
     if means is None:
         raise PyroVAEError("nearest-class-mean accuracy needs a VAE with conditional='prior' (class means mu^y)")
     labels = validate_labels(labels, len(data), vae.num_classes).to(means.device)
-    codes = _posterior_means(vae, data, labels, batch_size)
+    codes = _posterior_points(vae, data, labels, batch_size)
     nearest = torch.cdist(codes, means).argmin(1)
     return float((nearest == labels).double().mean())
 

@@ -36,6 +36,7 @@ from .errors import PyroVAEError  # noqa: E402
 from .evaluate import seeded  # noqa: E402
 from .registry import Registry  # noqa: E402
 from .runs import RunFolder, load_run  # noqa: E402
+from .summaries import posterior_point  # noqa: E402
 
 #: Pixels between the images of a grid (torchvision's default).
 PADDING = 2
@@ -133,19 +134,12 @@ def mean_image(d) -> torch.Tensor:
 
 @torch.no_grad()
 def latent_codes(vae, x: torch.Tensor, labels: Optional[torch.Tensor] = None, draws: int = 64) -> torch.Tensor:
-    """One code per row: the posterior mean of ``q(z|x)``.
+    """One code per row: the posterior mean of ``q(z|x)``, or its median where the mean is undefined.
 
-    Where the mean is undefined or infinite (Cauchy, a flow), the coordinate-wise median of
-    ``draws`` samples stands in; call it on a seeded stream for a reproducible code.
+    See :func:`pyrovae.summaries.posterior_point`; call it on a seeded stream where the median
+    comes from ``draws`` samples (a flow), for a reproducible code.
     """
-    q = vae.encode(x, labels)
-    try:
-        mean = q.mean
-        if bool(torch.isfinite(mean).all()):
-            return mean
-    except NotImplementedError:
-        pass
-    return q.sample((draws,)).median(0).values
+    return posterior_point(vae.encode(x, labels), draws)
 
 
 @torch.no_grad()
