@@ -18,7 +18,7 @@ from .evaluate import elbo_terms, evaluate_elbo, log_likelihood, log_weights
 from .families import FAMILIES, PRIORS, Family, register_family, register_prior
 from .klweight import KLWeight, linear_warmup
 from .likelihoods import LIKELIHOODS, LikelihoodSpec, register_likelihood
-from .plots import PLOTS, interpolate, plot, reconstruct, write_figures
+from .plots import PLOTS, figure, interpolate, plot, reconstruct, write_figures
 from .run_report import write_run_report
 from .runs import RunFolder, load_run
 from .train import FitResult, fit
@@ -30,7 +30,7 @@ __all__ = [
     "VAE", "fit", "FitResult", "evaluate_elbo", "elbo_terms", "log_likelihood", "log_weights",
     "estimator", "ESTIMATORS", "register_estimator", "compare",
     "gradient_variance", "gradient_samples", "active_units", "class_mean_accuracy", "kl_per_dimension",
-    "PLOTS", "plot", "write_figures", "write_run_report", "reconstruct", "interpolate",
+    "PLOTS", "plot", "figure", "write_figures", "write_run_report", "reconstruct", "interpolate",
     "CONDITIONINGS", "Conditioning", "ClassMeanPrior", "KLWeight", "linear_warmup",
     "FAMILIES", "PRIORS", "Family", "register_family", "register_prior", "LIKELIHOODS", "LikelihoodSpec", "register_likelihood",
     "DATASETS", "Dataset", "PPCA", "load_dataset", "RunConfig", "RunFolder", "load_run", "PyroVAEError",

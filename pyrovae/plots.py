@@ -21,22 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import matplotlib
+import matplotlib.ticker
+import torch
+from matplotlib.figure import Figure  # drawn without pyplot: no backend chosen, no global figure state
+from torch.distributions import Categorical, Independent, Normal
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import torch  # noqa: E402
-from torch.distributions import Categorical, Independent, Normal  # noqa: E402
-
-from .checkpoint import atomic_write  # noqa: E402
-from .data import Dataset, validate_labels  # noqa: E402
-from .diagnostics import active_units, kl_per_dimension  # noqa: E402
-from .errors import PyroVAEError  # noqa: E402
-from .evaluate import seeded  # noqa: E402
-from .registry import Registry  # noqa: E402
-from .runs import RunFolder, load_run  # noqa: E402
-from .summaries import posterior_point  # noqa: E402
+from .checkpoint import atomic_write
+from .data import Dataset, validate_labels
+from .diagnostics import active_units, kl_per_dimension
+from .errors import PyroVAEError
+from .evaluate import seeded
+from .registry import Registry
+from .runs import RunFolder, load_run
+from .summaries import posterior_point
 
 #: Pixels between the images of a grid (torchvision's default).
 PADDING = 2
@@ -75,6 +72,8 @@ class PlotKind:
     :param description: one line, used in ``report.md`` and ``--help``.
     :param unavailable: ``unavailable(data)`` is why the kind cannot be drawn for this run, or None.
     :param images: for image grids, ``images(data) -> (images (B, x_dim), nrow)``.
+    :param figure: ``figure(data)`` returns the drawing as a :class:`matplotlib.figure.Figure`
+        (what :func:`figure` shows in a notebook).
     """
 
     name: str
@@ -82,6 +81,7 @@ class PlotKind:
     description: str
     unavailable: Callable[[PlotData], Optional[str]]
     images: Optional[Callable[[PlotData], Tuple[torch.Tensor, int]]] = None
+    figure: Optional[Callable[[PlotData], Figure]] = None
 
 
 PLOTS: Registry[PlotKind] = Registry("figure kind")
@@ -96,7 +96,8 @@ def register_grid(name: str, description: str, unavailable: Callable[[PlotData],
     """Decorator registering ``images(data) -> (images, nrow)`` as an image-grid kind."""
     def wrap(images):
         PLOTS.register(name, PlotKind(name, lambda data, path: _save_grid(*images(data), data.image_shape, path),
-                                      description, unavailable, images))
+                                      description, unavailable, images,
+                                      lambda data: _grid_figure(*images(data), data.image_shape)))
         return images
     return wrap
 
@@ -104,15 +105,16 @@ def register_grid(name: str, description: str, unavailable: Callable[[PlotData],
 def register_figure(name: str, description: str, unavailable: Callable[[PlotData], Optional[str]]):
     """Decorator registering ``draw(data, fig) -> None`` as a matplotlib kind of size ``FIGSIZES[name]``."""
     def wrap(draw):
+        def make(data: PlotData) -> Figure:
+            fig = Figure(figsize=FIGSIZES[name], dpi=DPI)
+            draw(data, fig)
+            fig.tight_layout()
+            return fig
+
         def save(data: PlotData, path: Path) -> None:
-            fig = plt.figure(figsize=FIGSIZES[name], dpi=DPI)
-            try:
-                draw(data, fig)
-                fig.tight_layout()
-                atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
-            finally:
-                plt.close(fig)
-        PLOTS.register(name, PlotKind(name, save, description, unavailable))
+            fig = make(data)
+            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+        PLOTS.register(name, PlotKind(name, save, description, unavailable, figure=make))
         return draw
     return wrap
 
@@ -213,6 +215,16 @@ def _save_grid(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int], pa
 
     grey = _grid(images, nrow, image_shape)[0].mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
     atomic_write(path, lambda f: Image.fromarray(grey).save(f, format="png", optimize=True))
+
+
+def _grid_figure(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int]) -> Figure:
+    """The grid as a figure at one screen pixel per image pixel, for a notebook."""
+    grey = _grid(images, nrow, image_shape)[0].numpy()
+    fig = Figure(figsize=(grey.shape[1] / DPI, grey.shape[0] / DPI), dpi=DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    return fig
 
 
 def _labels(data: PlotData, rows) -> Optional[torch.Tensor]:
@@ -441,6 +453,13 @@ def _from_vae(vae, data, labels, image_shape, metrics, seed) -> PlotData:
     return PlotData(vae, x, _on(y, device), image_shape, list(metrics or []), {}, seed)
 
 
+def _source(source, data, labels, image_shape, metrics, seed, device) -> Tuple[PlotData, Path]:
+    """What to draw and the default output folder: a run folder's, or an in-memory VAE's (``.``)."""
+    if isinstance(source, (str, os.PathLike, RunFolder)):
+        return _from_run(getattr(source, "path", source), device)
+    return _from_vae(source, data, labels, image_shape, metrics, seed), Path(".")
+
+
 def plot(source, kind: str, out: Optional[str | os.PathLike] = None, *, data=None, labels=None,
          image_shape: Optional[Tuple[int, int]] = None, metrics: Optional[List[Dict[str, Any]]] = None,
          seed: int = 0, device: str = "cpu") -> Path:
@@ -455,18 +474,32 @@ def plot(source, kind: str, out: Optional[str | os.PathLike] = None, *, data=Non
     :param metrics: per-epoch records (``FitResult.metrics``), for ``curves``.
     :returns: the path of the PNG.
     """
+    plot_data, folder = _source(source, data, labels, image_shape, metrics, seed, device)
+    return _draw(PLOTS[kind], plot_data, Path(out) if out is not None else folder)
+
+
+def figure(source, kind: str, *, data=None, labels=None, image_shape: Optional[Tuple[int, int]] = None,
+           metrics: Optional[List[Dict[str, Any]]] = None, seed: int = 0, device: str = "cpu") -> Figure:
+    """Draw one figure ``kind`` and return it as a :class:`matplotlib.figure.Figure`; nothing is written.
+
+    The arguments are :func:`plot`'s. The figure needs no matplotlib backend: a notebook shows
+    it as the cell's value, and ``fig.savefig(...)`` writes it anywhere.
+    """
     spec = PLOTS[kind]
-    if isinstance(source, (str, os.PathLike, RunFolder)):
-        plot_data, folder = _from_run(getattr(source, "path", source), device)
-    else:
-        plot_data, folder = _from_vae(source, data, labels, image_shape, metrics, seed), Path(".")
-    return _draw(spec, plot_data, Path(out) if out is not None else folder)
+    plot_data, _ = _source(source, data, labels, image_shape, metrics, seed, device)
+    _check_available(spec, plot_data)
+    with torch.no_grad(), seeded(plot_data.seed, plot_data.x.device):
+        return spec.figure(plot_data)
 
 
-def _draw(spec: PlotKind, data: PlotData, out: Path) -> Path:
+def _check_available(spec: PlotKind, data: PlotData) -> None:
     reason = spec.unavailable(data)
     if reason:
         raise PyroVAEError(f"figure {spec.name!r} cannot be drawn: {reason}")
+
+
+def _draw(spec: PlotKind, data: PlotData, out: Path) -> Path:
+    _check_available(spec, data)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{spec.name}.png"
     with torch.no_grad(), seeded(data.seed, data.x.device):

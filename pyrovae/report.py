@@ -14,12 +14,9 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-import matplotlib
+from matplotlib.figure import Figure  # drawn without pyplot: no backend chosen, no global figure state
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .checkpoint import atomic_write, write_json  # noqa: E402
+from .checkpoint import atomic_write, write_json
 
 # Two-sided 97.5% Student-t quantiles by degrees of freedom (1.96 beyond the table).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -132,7 +129,8 @@ def _curves(runs, key):
 def figure2(result: Dict[str, Any], path: Path) -> None:
     """Train (dashed) and test (solid) ELBO against samples seen; one panel per latent size."""
     dims, cells = result["latent_dims"], _cells(result)
-    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.4), squeeze=False)
+    fig = Figure(figsize=(4 * len(dims), 3.4))
+    axes = fig.subplots(1, len(dims), squeeze=False)
     for ax, z in zip(axes[0], dims):
         for i, est in enumerate(result["estimators"]):
             color = f"C{i}"
@@ -151,7 +149,8 @@ def figure2(result: Dict[str, Any], path: Path) -> None:
 def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
     """Total gradient variance per network over training, per estimator (seed-0 runs of each)."""
     dims = result["latent_dims"]
-    fig, axes = plt.subplots(2, len(dims), figsize=(4 * len(dims), 6), squeeze=False)
+    fig = Figure(figsize=(4 * len(dims), 6))
+    axes = fig.subplots(2, len(dims), squeeze=False)
     for col, z in enumerate(dims):
         for i, est in enumerate(result["estimators"]):
             run = next(r for r in result["runs"] if r["z_dim"] == z and r["estimator"] == est and r["seed"] == 0)
@@ -170,7 +169,8 @@ def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
 def time_figure(summary: Dict[str, Any], result: Dict[str, Any], path: Path) -> None:
     """Wall time per training step, per estimator and latent size."""
     dims, ests = result["latent_dims"], result["estimators"]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(dims) * len(ests) / 2, 3.2))
+    fig = Figure(figsize=(1.2 + 1.1 * len(dims) * len(ests) / 2, 3.2))
+    ax = fig.subplots()
     width = 0.8 / len(ests)
     for i, est in enumerate(ests):
         ms = [summary[f"{z}/{est}"]["ms_per_step"]["mean"] for z in dims]
@@ -181,10 +181,9 @@ def time_figure(summary: Dict[str, Any], result: Dict[str, Any], path: Path) -> 
     _save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
 
 
 def write_report(result: Dict[str, Any], out: str) -> Dict[str, Any]:

@@ -172,3 +172,28 @@ def test_tensorboard_logs_scalars_and_grids(mnist, tmp_path):
         callback=logger, dynamic_binarization=True)
     logger.close()
     assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_importing_pyrovae_leaves_the_matplotlib_backend_and_pyplot_alone():
+    """A notebook's backend and open figures survive ``import pyrovae`` (a fresh interpreter)."""
+    code = ("import matplotlib, sys; matplotlib.use('module://x'); import pyrovae, pyrovae.plots, pyrovae.report; "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["module://x", "False"]
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_figure_returns_the_drawing_for_a_notebook(run2d, tmp_path, kind):
+    """``pyrovae.figure`` returns a matplotlib Figure of the same size as the PNG ``plot`` writes."""
+    from matplotlib.figure import Figure
+
+    from pyrovae import figure
+
+    fig = figure(run2d, kind)
+    assert isinstance(fig, Figure)
+    fig.savefig(tmp_path / "fig.png", dpi=DPI)
+    assert _png(tmp_path / "fig.png").shape[:2] == EXPECTED[kind]
+    if kind in ("recon", "samples", "manifold", "interp"):  # the grid's pixels, one for one
+        grid = _png(plot(run2d, kind, tmp_path))
+        drawn = _png(tmp_path / "fig.png")[..., 0]
+        assert float(abs(drawn - grid).max()) <= 2 / 255 + 1e-6  # the grey colormap rounds to 8 bits once more
