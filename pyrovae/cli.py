@@ -126,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise PyroVAEError("--resume needs --out RUN_FOLDER")
         args.out = f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{given.get('dataset', 'mnist-5k')}-" \
                    f"{given.get('estimator', 'analytic')}"
-    ranks = distributed.current()
+    ranks = args.ranks
     # Rank 0 alone looks at the run folder (other ranks would race with what it writes).
     config = _train_config(args, given) if ranks is None else \
         ranks.from_main(lambda: _train_config(args, given), "the run-folder checks")
@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  resume=args.resume, config=config, progress=not args.no_progress, callback=callback,
                  train_labels=data.train_labels, test_labels=data.test_labels, beta=config.beta,
                  kl_warmup_epochs=config.kl_warmup_epochs, step=config.step,
-                 clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every)
+                 clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every, ranks=ranks)
     if callback is not None:
         callback.close()
     if not main:
@@ -209,11 +209,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``pyrovae evaluate``: test ELBOs and importance-sampled log p(x) of a run, into summary.json."""
     check_positive(**{"--samples": args.samples})
     vae, config, data, folder = load_run(args.run, device=str(resolve_device(args.device)))
-    elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels)
-    ranks = distributed.current()  # under torchrun every rank reads the run and evaluates its shard
+    ranks = args.ranks  # under torchrun every rank reads the run and evaluates its shard
+    elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels, ranks=ranks)
     main = ranks is None or ranks.main
     ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed,
-                        progress=main and not args.no_progress, labels=data.test_labels)
+                        progress=main and not args.no_progress, labels=data.test_labels, ranks=ranks)
     if not main:
         return 0
     folder.update_summary(test_elbo=elbos, log_likelihood={"nats": ll, "num_samples": args.samples})
@@ -291,8 +291,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare(data, args.estimators, args.latent_dims, seeds=args.seeds, epochs=args.epochs,
                          particles=args.particles, setup=args.setup, batch_size=args.batch_size, lr=args.lr,
                          device=args.device, ll_samples=args.ll_samples, grad_repeats=args.grad_repeats,
-                         on_run=lambda run: bar.update(1))
-    ranks = distributed.current()
+                         on_run=lambda run: bar.update(1), ranks=args.ranks)
+    ranks = args.ranks
     if ranks is not None and not ranks.main:
         return 0  # every rank trained and evaluated its shard; rank 0 writes the report
     report = write_report(result, out)
@@ -368,14 +368,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)
         try:
-            if args.command in DATA_PARALLEL:
-                distributed.init_from_env(getattr(args, "device", None) or "auto")
+            # The data-parallel context, passed on explicitly (None in one process).
+            args.ranks = distributed.init_from_env(getattr(args, "device", None) or "auto") \
+                if args.command in DATA_PARALLEL else None
             code = args.func(args)
             clean = True
             return code
         except PyroVAEError as e:
             message = " ".join(str(e).split())
-            print(f"pyrovae {args.command}: error: {_rank_prefix()}{message}", file=sys.stderr)
+            print(f"pyrovae {args.command}: error: {_rank_prefix(getattr(args, 'ranks', None))}{message}",
+                  file=sys.stderr)
             return EXIT_BAD_INPUT
         except distributed.DistributedError as e:
             # The first line: Pyro appends the trace's shapes to errors raised inside a model.
@@ -389,7 +391,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             distributed.shutdown(clean)
 
 
-def _rank_prefix() -> str:
+def _rank_prefix(ranks: Optional[distributed.Ranks]) -> str:
     """``"rank R: "`` on the ranks after the first of a data-parallel run (each prints its own error)."""
-    ranks = distributed.current()
     return "" if ranks is None or ranks.main else f"rank {ranks.rank}: "

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pyro
 import torch
 
+from . import distributed
 from .data import Dataset
 from .diagnostics import active_units, gradient_samples, summarize, variance_ratio
 from .evaluate import log_likelihood
@@ -59,8 +60,8 @@ def _gradient_probe(vae, probe, estimators, particles, repeats, seed) -> Dict[st
 
 def run_one(data: Dataset, estimator: str, z_dim: int, seed: int, setup: Setup, *, estimators: Sequence[str],
             epochs: int, particles: int, batch_size: int, lr: float, device: str, ll_samples: int,
-            grad_repeats: int, probe: torch.Tensor) -> Dict[str, Any]:
-    """Train one (estimator, latent size, seed) cell and measure it."""
+            grad_repeats: int, probe: torch.Tensor, ranks: Optional[distributed.Ranks] = None) -> Dict[str, Any]:
+    """Train one (estimator, latent size, seed) cell and measure it (``ranks``: see :func:`compare`)."""
     pyro.set_rng_seed(seed)  # identical initial weights for every estimator
     vae = VAE(data.x_dim, z_dim, setup.hidden, setup.activation).to(resolve_device(device))
     grads: Dict[int, Any] = {}
@@ -73,12 +74,12 @@ def run_one(data: Dataset, estimator: str, z_dim: int, seed: int, setup: Setup, 
     probe_at(0, vae)
     result = fit(vae, data.train, data.test, estimator=estimator, num_particles=particles, epochs=epochs,
                  batch_size=batch_size, lr=lr, optimizer=setup.optimizer, device=device, seed=seed,
-                 dynamic_binarization=data.dynamic, progress=False, callback=probe_at)
+                 dynamic_binarization=data.dynamic, progress=False, callback=probe_at, ranks=ranks)
     steps = epochs * -(-len(data.train) // batch_size)
     return {
         "estimator": estimator, "z_dim": z_dim, "seed": seed, "metrics": result.metrics,
-        "final_elbo": final_elbos(vae, data.test, seed),
-        "log_likelihood": log_likelihood(vae, data.test, num_samples=ll_samples, seed=seed),
+        "final_elbo": final_elbos(vae, data.test, seed, ranks=ranks),
+        "log_likelihood": log_likelihood(vae, data.test, num_samples=ll_samples, seed=seed, ranks=ranks),
         "active_units": active_units(vae, data.test)[0],
         "seconds_per_step": result.summary["train_seconds"] / steps,
         "device": result.summary["device"], "gradients": grads,
@@ -106,8 +107,12 @@ def _validate(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[in
 def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int], *, seeds: int = 3,
             epochs: int = 10, particles: int = 1, setup: str = "modern", batch_size: int = 100,
             lr: Optional[float] = None, device: str = "auto", ll_samples: int = 1000, grad_repeats: int = 50,
-            on_run=None) -> Dict[str, Any]:
-    """Run the grid (latent size x seed x estimator) and return every record (see ``report.py``)."""
+            on_run=None, ranks: Optional[distributed.Ranks] = None) -> Dict[str, Any]:
+    """Run the grid (latent size x seed x estimator) and return every record (see ``report.py``).
+
+    ``ranks`` (from :func:`pyrovae.distributed.init_from_env` under ``torchrun``) trains and
+    evaluates every cell data-parallel; the records are the same on every rank.
+    """
     preset = SETUPS[setup]
     _validate(data, estimators, latent_dims, preset, seeds=seeds, epochs=epochs, particles=particles,
               batch_size=batch_size, lr=lr or preset.lr, device=device, ll_samples=ll_samples,
@@ -122,7 +127,7 @@ def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int]
                 runs.append(run_one(data, est, z_dim, seed, preset, estimators=estimators, epochs=epochs,
                                     particles=particles, batch_size=batch_size, lr=lr or preset.lr,
                                     device=device, ll_samples=ll_samples, grad_repeats=grad_repeats,
-                                    probe=probe))
+                                    probe=probe, ranks=ranks))
                 if on_run is not None:
                     on_run(runs[-1])
     return {"dataset": data.name, "binarize": data.binarize, "estimators": list(estimators),

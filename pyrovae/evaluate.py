@@ -71,7 +71,7 @@ def _at(labels: Optional[torch.Tensor], rows: slice) -> Dict[str, torch.Tensor]:
     return {} if labels is None else {"y": labels[rows]}
 
 
-def _here(vae, data: torch.Tensor, y: Optional[torch.Tensor], batch_size: int
+def _here(vae, data: torch.Tensor, y: Optional[torch.Tensor], batch_size: int, ranks: Optional[distributed.Ranks]
           ) -> Iterator[Tuple[torch.Tensor, Dict[str, torch.Tensor], contextlib.AbstractContextManager]]:
     """The chunks of ``batch_size`` rows this process evaluates: ``(rows, labels, noise context)``.
 
@@ -80,7 +80,6 @@ def _here(vae, data: torch.Tensor, y: Optional[torch.Tensor], batch_size: int
     so the summed result is the single-process one; a chunk with fewer rows than ranks goes
     to rank 0 alone, whose random stream is the single process's.
     """
-    ranks = distributed.current()
     for rows in _chunks(len(data), batch_size):
         x, labels = data[rows], _at(y, rows)
         if ranks is None:
@@ -93,9 +92,8 @@ def _here(vae, data: torch.Tensor, y: Optional[torch.Tensor], batch_size: int
             yield x, labels, contextlib.nullcontext()
 
 
-def _over_ranks(value: float) -> float:
+def _over_ranks(value: float, ranks: Optional[distributed.Ranks]) -> float:
     """Sum a per-rank part of an evaluation over ranks (itself in one process)."""
-    ranks = distributed.current()
     return value if ranks is None else ranks.sum(value, "the evaluation")
 
 
@@ -108,21 +106,24 @@ def _checked(vae, data) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_elbo(vae, data: torch.Tensor, estimator: str = "mc", num_particles: int = 1,
-                  batch_size: int = 1000, seed: Optional[int] = None, labels=None) -> float:
+                  batch_size: int = 1000, seed: Optional[int] = None, labels=None,
+                  ranks: Optional[distributed.Ranks] = None) -> float:
     """The ELBO of ``data`` under ``vae`` by the named estimator, in nats per data point.
 
     ``mc`` and ``analytic`` estimate the same bound (Kingma & Welling 2013,
-    eqs. 6-7); with ``num_particles`` L the estimate averages L samples.
+    eqs. 6-7); with ``num_particles`` L the estimate averages L samples. With ``ranks`` (a
+    data-parallel run, :func:`pyrovae.distributed.init_from_env`) each rank evaluates its shard
+    and every rank gets the single-process value; without it the process evaluates everything.
     """
     est = make_estimator(estimator, num_particles, max_plate_nesting=1)
     check_positive(batch_size=batch_size)
     data = _checked(vae, data)
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for x, given, noise in _here(vae, data, y, batch_size):
+        for x, given, noise in _here(vae, data, y, batch_size, ranks):
             with noise:
                 total -= est.loss(vae.model, vae.guide, x, **given)
-    return _over_ranks(total) / len(data)
+    return _over_ranks(total, ranks) / len(data)
 
 
 def _traces(model: Callable, guide: Callable, *args, **kwargs):
@@ -156,23 +157,24 @@ def trace_terms(vae, x: torch.Tensor, subsample: Optional[torch.Tensor] = None, 
 
 
 @torch.no_grad()
-def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000,
-               seed: Optional[int] = None, labels=None) -> Dict[str, float]:
+def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000, seed: Optional[int] = None, labels=None,
+               ranks: Optional[distributed.Ranks] = None) -> Dict[str, float]:
     """``{"elbo", "recon", "kl"}`` in nats per data point, with ``elbo = recon - kl``.
 
     ``recon`` is a one-sample estimate of ``E_q[log p(x|z)]``; ``kl`` is exact
     where the (posterior, prior) pair has a closed form and sampled otherwise.
+    ``ranks``: as in :func:`evaluate_elbo`.
     """
     check_positive(batch_size=batch_size)
     data = _checked(vae, data)
     recon = kl = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for x, given, noise in _here(vae, data, y, batch_size):
+        for x, given, noise in _here(vae, data, y, batch_size, ranks):
             with noise:
                 chunk_recon, chunk_kl = trace_terms(vae, x, **given)
             recon += float(chunk_recon)
             kl += sum(float(v) for v in chunk_kl.values())
-    recon, kl = _over_ranks(recon), _over_ranks(kl)
+    recon, kl = _over_ranks(recon, ranks), _over_ranks(kl, ranks)
     n = len(data)
     return {"elbo": (recon - kl) / n, "recon": recon / n, "kl": kl / n}
 
@@ -201,21 +203,21 @@ def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
 @torch.no_grad()
 def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    seed: Optional[int] = None, row_budget: int = DEFAULT_ROW_BUDGET,
-                   progress: bool = False, labels=None) -> float:
+                   progress: bool = False, labels=None, ranks: Optional[distributed.Ranks] = None) -> float:
     """Importance-sampled ``log p(x)`` in nats per data point (Burda et al. 2015, eq. 8 with q as proposal).
 
         log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
 
     A lower bound in expectation that tightens as ``num_samples`` K grows. The
     K samples are drawn in chunks so at most ``max(row_budget, batch_size)``
-    decoder rows are alive at once, whatever K is.
+    decoder rows are alive at once, whatever K is. ``ranks``: as in :func:`evaluate_elbo`.
     """
     check_positive(num_samples=num_samples, batch_size=batch_size)
     data = _checked(vae, data)
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
     total = 0.0
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for x, given, noise in tqdm(list(_here(vae, data, y, batch_size)), desc=f"log p(x), K={num_samples}",
+        for x, given, noise in tqdm(list(_here(vae, data, y, batch_size, ranks)), desc=f"log p(x), K={num_samples}",
                                     unit="batch", disable=not progress, dynamic_ncols=True):
             acc = torch.full((len(x),), -math.inf, dtype=data.dtype, device=data.device)
             for k in _chunks(num_samples, per_chunk):
@@ -223,4 +225,4 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
                     lw = log_weights(vae.model, vae.guide, x, **given, num_particles=k.stop - k.start)
                 acc = torch.logaddexp(acc, lw.logsumexp(0))
             total += float((acc - math.log(num_samples)).sum())
-    return _over_ranks(total) / len(data)
+    return _over_ranks(total, ranks) / len(data)

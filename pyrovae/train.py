@@ -306,7 +306,7 @@ class _Trainer:
         record = {"epoch": self.epoch, "samples_seen": self.samples_seen,
                   "train_elbo": -float(losses.mean()) / len(self.train)}
         if self.test is not None:
-            terms = elbo_terms(self.vae, self.test, seed=self.seed, labels=self.test_labels)
+            terms = elbo_terms(self.vae, self.test, seed=self.seed, labels=self.test_labels, ranks=self.ranks)
             record.update(test_elbo=terms["elbo"], test_kl=terms["kl"], test_recon=terms["recon"])
         record["seconds"] = self.seconds
         self.metrics.append(record)
@@ -350,7 +350,7 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
         resume: bool = False, config: Optional[RunConfig] = None, progress: bool = True,
         callback: Optional[Callable[[int, Any], None]] = None, train_labels=None, test_labels=None,
         beta: float = 1.0, kl_warmup_epochs: int = 0, step: str = "auto", clip_grad_norm: Optional[float] = None,
-        checkpoint_every: Optional[int] = None) -> FitResult:
+        checkpoint_every: Optional[int] = None, ranks: Optional[distributed.Ranks] = None) -> FitResult:
     """Train ``vae`` on ``train`` with SVI and the named ELBO estimator.
 
     Seed the initial weights yourself (``pyro.set_rng_seed``) before building
@@ -387,6 +387,10 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     :param clip_grad_norm: clip the norm of all gradients together to this value before each update.
     :param checkpoint_every: also checkpoint (and check for NaN) every this many steps, not only at
         the end of every epoch; a run resumed from inside an epoch still repeats an uninterrupted one.
+    :param ranks: this process's place in a data-parallel run, from
+        :func:`pyrovae.distributed.init_from_env` under ``torchrun`` (None: one process). Each
+        rank then trains on its shard of every global batch of ``batch_size`` rows, and rank 0
+        alone writes ``out`` (docs/distributed.md).
     :returns: a :class:`FitResult`; ELBOs are in nats per data point.
     :raises PyroVAEError: for bad input, before anything is written;
         :class:`~pyrovae.divergence.DivergenceError` when training becomes non-finite.
@@ -401,7 +405,6 @@ def fit(vae, train, test=None, *, estimator: str = "analytic", num_particles: in
     if (beta != 1 or kl_warmup_epochs) and not ESTIMATORS[estimator].kl_weighting:
         raise PyroVAEError(f"estimator {estimator!r} has no separate KL term for beta or a KL warm-up to "
                            "weight; use mc, analytic, auto or stl")
-    ranks = distributed.current()  # under torchrun: this process's rank in a data-parallel run
     dev = resolve_device(device)
     dtype = next(vae.parameters()).dtype
     # A data-parallel rank keeps the training rows on the host and moves only its shard of each
@@ -517,11 +520,11 @@ def _config_from_args(vae, estimator, num_particles, epochs, batch_size, lr, opt
                      clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every)
 
 
-def final_elbos(vae, test: torch.Tensor, seed: int, labels=None) -> Dict[str, float]:
+def final_elbos(vae, test: torch.Tensor, seed: int, labels=None, ranks=None) -> Dict[str, float]:
     """The test ELBO under ``mc`` and, where every KL has a closed form, ``analytic`` (at KL weight 1)."""
-    out = {"mc": evaluate_elbo(vae, test, "mc", seed=seed, labels=labels)}
+    out = {"mc": evaluate_elbo(vae, test, "mc", seed=seed, labels=labels, ranks=ranks)}
     try:
-        out["analytic"] = evaluate_elbo(vae, test, "analytic", seed=seed, labels=labels)
+        out["analytic"] = evaluate_elbo(vae, test, "analytic", seed=seed, labels=labels, ranks=ranks)
     except MissingKLError:
         pass
     return out
@@ -536,5 +539,6 @@ def _summary(trainer: _Trainer, estimator: str, device: torch.device) -> Dict[st
         "world_size": 1 if trainer.ranks is None else trainer.ranks.world_size,
     }
     if trainer.test is not None:
-        summary["test_elbo"] = final_elbos(trainer.vae, trainer.test, trainer.seed, trainer.test_labels)
+        summary["test_elbo"] = final_elbos(trainer.vae, trainer.test, trainer.seed, trainer.test_labels,
+                                           trainer.ranks)
     return summary

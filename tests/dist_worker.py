@@ -18,7 +18,7 @@ import sys
 import pyro
 import torch
 
-from pyrovae import VAE, distributed, fit
+from pyrovae import VAE, distributed, evaluate_elbo, fit
 
 
 def main() -> int:
@@ -83,8 +83,15 @@ def train(args, ranks) -> dict:
     result = fit(vae, x, test, estimator=args.estimator, num_particles=args.particles, epochs=args.epochs,
                  batch_size=args.batch_size, lr=1e-2, device="cpu", seed=7, out=args.out, resume=args.resume,
                  progress=False, dynamic_binarization=args.dynamic, step="auto", callback=die,
-                 train_labels=labels[0], test_labels=labels[1])
-    return {"rows_held": max(seen), "params": {k: v.detach().clone() for k, v in vae.state_dict().items()},
+                 train_labels=labels[0], test_labels=labels[1], ranks=ranks)
+    rows_held = max(seen)
+    evaluation = {}  # sharded only when given the ranks; without them each rank evaluates everything
+    for name, given in (("sharded", ranks), ("whole", None)):
+        seen.clear()
+        evaluation[name] = evaluate_elbo(vae, test, "mc", seed=3, labels=labels[1], ranks=given)
+        evaluation[f"{name}_rows"] = sum(seen)
+    return {"rows_held": rows_held, "evaluation": evaluation,
+            "params": {k: v.detach().clone() for k, v in vae.state_dict().items()},
             "metrics": result.metrics, "summary": json.loads(json.dumps(result.summary))}
 
 

@@ -98,6 +98,16 @@ def test_two_ranks_equal_one_process_after_ten_steps(grid_results, name):
     assert two["rows_held"] == shard
 
 
+def test_evaluation_shards_only_when_given_the_ranks(grid_results):
+    """``evaluate_elbo(..., ranks=ranks)`` splits the rows over the ranks; without ``ranks`` a rank
+    of a process group evaluates every row itself (no global is consulted). Both give one process's value."""
+    one, two = (r["estimator-mc"]["evaluation"] for r in grid_results)
+    assert one["sharded"] == one["whole"]
+    assert two["sharded"] == pytest.approx(one["whole"], abs=1e-9)
+    assert two["whole"] == pytest.approx(one["whole"], abs=1e-12)
+    assert (one["sharded_rows"], one["whole_rows"], two["sharded_rows"], two["whole_rows"]) == (20, 20, 10, 20)
+
+
 def test_the_runs_really_trained(grid_results):
     """Guard against comparing two untouched models: the grid's runs differ from one another."""
     one, _ = grid_results
