@@ -45,7 +45,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr("torchvision.datasets.MNIST", refuse)
     monkeypatch.setattr("torchvision.datasets.FashionMNIST", refuse)
     monkeypatch.delenv("PYROVAE_DATA", raising=False)
-    monkeypatch.setattr(data, "_SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
+    monkeypatch.setattr(data.idx, "_SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
 
 
 # ---------------------------------------------------------------------------- mnist-5k

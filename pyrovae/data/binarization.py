@@ -1,0 +1,50 @@
+"""Binarization: how grey levels in [0, 1] become binary data.
+
+The digit data follow the AEVB paper's set-up: grey levels are read as
+Bernoulli probabilities and binarized either once (``static``) or afresh every
+epoch (``dynamic``); ``none`` keeps the values. (The module is not called
+``binarize`` so that it cannot shadow the function :func:`binarize`.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import PyroVAEError, unknown_name
+
+BINARIZATIONS = ("dynamic", "static", "none")
+"""How grey levels become binary data: re-drawn each epoch, drawn once, or kept."""
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw binary data from grey levels: each entry is 1 with probability ``x`` (in [0, 1])."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def _check_binarization(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`BINARIZATIONS`, else raise a suggesting error."""
+    if mode not in BINARIZATIONS:
+        raise unknown_name("binarization", mode, BINARIZATIONS)
+    return mode
+
+
+def _apply_binarization(
+    train: torch.Tensor, test: torch.Tensor, mode: str, seed: int, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binarize ``train``/``test`` as ``mode`` says; see :class:`Dataset` for the modes."""
+    if mode == "none":
+        return train, test
+    for part, rows in (("train", train), ("test", test)):
+        lo, hi = float(rows.min()), float(rows.max())
+        if lo < 0.0 or hi > 1.0:
+            raise PyroVAEError(
+                f"binarize={mode!r} needs values in [0, 1] but {name} {part} data lie in "
+                f"[{lo:g}, {hi:g}]; pass binarize='none' or rescale the data"
+            )
+    generator = torch.Generator().manual_seed(seed)
+    # The test rows are drawn first, so 'static' and 'dynamic' with the same seed
+    # evaluate on the very same binary test set.
+    test = binarize(test, generator)
+    if mode == "static":
+        train = binarize(train, generator)
+    return train, test
