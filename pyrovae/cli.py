@@ -212,14 +212,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ranks = args.ranks  # under torchrun every rank reads the run and evaluates its shard
     elbos = final_elbos(vae, data.test, config.seed, labels=data.test_labels, ranks=ranks)
     main = ranks is None or ranks.main
-    ll = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed,
-                        progress=main and not args.no_progress, labels=data.test_labels, ranks=ranks)
+    ll, diag = log_likelihood(vae, data.test, num_samples=args.samples, seed=config.seed,
+                              progress=main and not args.no_progress, labels=data.test_labels, ranks=ranks,
+                              return_diagnostics=True)
     if not main:
         return 0
-    folder.update_summary(test_elbo=elbos, log_likelihood={"nats": ll, "num_samples": args.samples})
+    folder.update_summary(test_elbo=elbos, log_likelihood={"nats": ll, "num_samples": args.samples,
+                                                           "diagnostics": diag.to_dict()})
     for name, value in elbos.items():
         print(f"test ELBO ({name}): {value:.3f} nats/point")
-    print(f"test log p(x) (K={args.samples}): {ll:.3f} nats/point")
+    print(f"test log p(x) (K={args.samples}): {ll:.3f} ± {diag.log_px_se:.3f} (s.e. over points) nats/point; "
+          f"median ESS {diag.median_ess:.1f}, k-hat > 0.7 for {100 * diag.frac_khat_high:.1f}% of points")
+    if diag.warning():
+        warnings.warn(diag.warning(), PyroVAEWarning)
     write_run_report(folder.path)
     return 0
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .estimators import estimator as make_estimator
 from .errors import PyroVAEError
+from .importance import ImportanceDiagnostics, pareto_khat, summarize, tail_length
 from .estimators.weights import PARTICLE_PLATE, log_weights_of
 from .kl import has_closed_form_kl, latent_sites
 from .validation import check_positive, validate_data
@@ -200,10 +201,49 @@ def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
     return weights.values
 
 
+def _importance_sample(vae, x: torch.Tensor, given, noise, num_samples: int, per_chunk: int, keep: int):
+    """Per row of ``x``: ``logsumexp_k log w_k``, ``logsumexp_k 2 log w_k`` and the ``keep`` largest log weights.
+
+    The K samples come in chunks of ``per_chunk``; the running top-``keep`` is all the Pareto fit
+    needs (:func:`pyrovae.importance.pareto_khat`), so memory stays bounded whatever K is.
+    """
+    acc = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
+    acc2, top = acc.clone(), None
+    for k in _chunks(num_samples, per_chunk):
+        with noise:
+            lw = log_weights(vae.model, vae.guide, x, **given, num_particles=k.stop - k.start)
+        acc = torch.logaddexp(acc, lw.logsumexp(0))
+        if keep:
+            acc2 = torch.logaddexp(acc2, (2 * lw).logsumexp(0))
+            top = lw if top is None else torch.cat([top, lw])
+            top = top.topk(min(keep, len(top)), dim=0).values
+    return acc, acc2, top
+
+
+def _shard_sizes(n: int, batch_size: int, ranks: distributed.Ranks) -> list:
+    """Rows each rank evaluated, chunk by chunk as :func:`_here` deals them."""
+    sizes = [0] * ranks.world_size
+    for rows in _chunks(n, batch_size):
+        share = ranks.sizes(rows.stop - rows.start) if rows.stop - rows.start >= ranks.world_size else \
+            [rows.stop - rows.start] + [0] * (ranks.world_size - 1)
+        sizes = [a + b for a, b in zip(sizes, share)]
+    return sizes
+
+
+def _diagnostics(points, num_samples: int, n: int, batch_size: int, ranks) -> ImportanceDiagnostics:
+    """Summarize the per-point ``(log p(x), ESS, k-hat)`` of every rank."""
+    log_px, ess, khat = (torch.cat([p[i] for p in points]) if points else torch.zeros(0) for i in range(3))
+    if ranks is not None:
+        sizes = _shard_sizes(n, batch_size, ranks)
+        log_px, ess, khat = (ranks.gather(t.double(), 0, sizes, "the log p(x) diagnostics") for t in (log_px, ess, khat))
+    return summarize(log_px, khat, ess, num_samples)
+
+
 @torch.no_grad()
 def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
                    seed: Optional[int] = None, row_budget: int = DEFAULT_ROW_BUDGET,
-                   progress: bool = False, labels=None, ranks: Optional[distributed.Ranks] = None) -> float:
+                   progress: bool = False, labels=None, ranks: Optional[distributed.Ranks] = None,
+                   return_diagnostics: bool = False):
     """Importance-sampled ``log p(x)`` in nats per data point (Burda et al. 2015, eq. 8 with q as proposal).
 
         log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
@@ -211,18 +251,24 @@ def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size:
     A lower bound in expectation that tightens as ``num_samples`` K grows. The
     K samples are drawn in chunks so at most ``max(row_budget, batch_size)``
     decoder rows are alive at once, whatever K is. ``ranks``: as in :func:`evaluate_elbo`.
+
+    With ``return_diagnostics`` it returns ``(value, ImportanceDiagnostics)``: the standard
+    error over points, the median effective sample size and the Pareto k-hat of each point's
+    weights (Vehtari et al. 2024), with a one-line warning when the estimate is unreliable.
     """
     check_positive(num_samples=num_samples, batch_size=batch_size)
     data = _checked(vae, data)
     per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
-    total = 0.0
+    keep = tail_length(num_samples) + 1 if return_diagnostics else 0
+    total, points = 0.0, []
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
         for x, given, noise in tqdm(list(_here(vae, data, y, batch_size, ranks)), desc=f"log p(x), K={num_samples}",
                                     unit="batch", disable=not progress, dynamic_ncols=True):
-            acc = torch.full((len(x),), -math.inf, dtype=data.dtype, device=data.device)
-            for k in _chunks(num_samples, per_chunk):
-                with noise:
-                    lw = log_weights(vae.model, vae.guide, x, **given, num_particles=k.stop - k.start)
-                acc = torch.logaddexp(acc, lw.logsumexp(0))
+            acc, acc2, top = _importance_sample(vae, x, given, noise, num_samples, per_chunk, keep)
             total += float((acc - math.log(num_samples)).sum())
-    return _over_ranks(total, ranks) / len(data)
+            if keep:  # Kish's ESS (sum w)^2 / sum w^2, from the two running log-sums
+                points.append((acc - math.log(num_samples), (2 * acc - acc2).exp(), pareto_khat(top, num_samples)))
+    value = _over_ranks(total, ranks) / len(data)
+    if not return_diagnostics:
+        return value
+    return value, _diagnostics(points, num_samples, len(data), batch_size, ranks)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .checkpoint import atomic_write
 from .plots import PLOTS
@@ -46,6 +46,7 @@ def _metric_rows(last: Dict[str, Any], summary: Dict[str, Any]) -> List[List[Any
     if "log_likelihood" in summary:
         ll = summary["log_likelihood"]
         rows.append([f"test log p(x), K = {ll['num_samples']}", ll["nats"]])
+        rows += _diagnostic_rows(ll.get("diagnostics"))
     if "class_mean_accuracy" in summary:
         rows.append(["nearest class mean accuracy (test)", summary["class_mean_accuracy"]])
     for key, label in (("train_seconds", "training time (s)"), ("device", "device"), ("torch", "torch"),
@@ -53,6 +54,16 @@ def _metric_rows(last: Dict[str, Any], summary: Dict[str, Any]) -> List[List[Any
         if key in summary:
             rows.append([label, summary[key]])
     return rows
+
+
+def _diagnostic_rows(diag: Optional[Dict[str, Any]]) -> List[List[Any]]:
+    """How far to trust log p(x): its standard error, median ESS, Pareto k-hat and any warning."""
+    if not diag:
+        return []
+    rows = [["  standard error over test points", diag["log_px_se"]],
+            ["  median effective sample size", diag["median_ess"]],
+            ["  points with Pareto k-hat > 0.7", diag["frac_khat_high"]]]
+    return rows + ([["  warning", diag["warning"]]] if diag.get("warning") else [])
 
 
 def markdown(name: str, config: Dict[str, Any], metrics: List[Dict[str, Any]], summary: Dict[str, Any],

@@ -40,6 +40,13 @@ def test_train_then_evaluate_matches_python_api(tmp_path):
         log_likelihood(vae, data.test, num_samples=50, seed=config.seed), **same)
     assert summary["log_likelihood"]["nats"] > summary["test_elbo"]["mc"] - 0.5
     assert f"{summary['log_likelihood']['nats']:.3f}" in res.stdout
+    # How far to trust it: the same diagnostics as the Python API, in summary.json and on the screen.
+    _, diag = log_likelihood(vae, data.test, num_samples=50, seed=config.seed, return_diagnostics=True)
+    saved = summary["log_likelihood"]["diagnostics"]
+    assert saved["median_ess"] == pytest.approx(diag.median_ess, rel=1e-4)
+    assert saved["log_px_se"] == pytest.approx(diag.log_px_se, rel=1e-4) and saved["log_px_se"] > 0
+    assert saved["warning"] == diag.warning()
+    assert f"median ESS {diag.median_ess:.1f}" in res.stdout
 
 
 def test_resume_continues_and_refuses_conflicts(tmp_path):

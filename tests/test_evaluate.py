@@ -87,3 +87,40 @@ def test_seeded_evaluation_does_not_touch_the_global_stream(ppca_setup):
     a = evaluate_elbo(vae, x, "mc", seed=4)
     assert torch.equal(before, torch.get_rng_state())
     assert evaluate_elbo(vae, x, "mc", seed=4) == a
+
+
+def test_log_likelihood_diagnostics_follow_the_streamed_weights(ppca_setup, monkeypatch):
+    """ESS, k-hat and the standard error from the chunked run equal those of every weight it drew."""
+    import pyrovae.evaluate as evaluate
+    from pyrovae.importance import ImportanceDiagnostics
+
+    _, x, vae, _ = ppca_setup
+    with torch.no_grad():
+        vae.encoder.bias += 0.3  # no longer the exact posterior
+    drawn, original = [], evaluate.log_weights
+
+    def recording(*args, **kwargs):
+        drawn.append(original(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(evaluate, "log_weights", recording)
+    x = x[:60]
+    value, diag = log_likelihood(vae, x, num_samples=300, batch_size=60, row_budget=60 * 70, seed=0,
+                                 return_diagnostics=True)
+    assert len(drawn) == 5  # 300 samples in chunks of 70, 70, 70, 70, 20
+    expected = ImportanceDiagnostics.from_log_weights(torch.cat(drawn))
+    assert value == log_likelihood(vae, x, num_samples=300, batch_size=60, row_budget=60 * 70, seed=0)
+    assert diag.log_px == pytest.approx(value, abs=1e-9)
+    for field in ("log_px", "log_px_se", "median_ess", "frac_khat_high", "max_khat"):
+        assert getattr(diag, field) == pytest.approx(getattr(expected, field), rel=1e-9), field
+
+
+def test_log_likelihood_diagnostics_flag_a_poor_proposal_and_pass_the_exact_one(ppca_setup):
+    _, x, vae, exact = ppca_setup
+    value, diag = log_likelihood(vae, x, num_samples=200, seed=0, return_diagnostics=True)
+    assert diag.median_ess == pytest.approx(200, rel=1e-6) and diag.warning() is None  # equal weights
+    with torch.no_grad():
+        vae.encoder.bias[:3] += 3.0  # posterior means far off: a few weights dominate
+    value, diag = log_likelihood(vae, x, num_samples=200, seed=0, return_diagnostics=True)
+    assert value < exact - 1.0
+    assert diag.frac_khat_high > 0.05 and "importance sampling is unreliable" in diag.warning()
