@@ -44,7 +44,6 @@ from pyro.infer import SVI
 from torch.distributions import kl_divergence
 
 from pyrovae import ESTIMATORS, estimator
-from pyrovae.estimators import MissingKLError
 
 
 @dataclass(frozen=True)
@@ -317,23 +316,6 @@ def assert_recovers(q: Tuple[float, float], exact: Tuple[float, float], plan: Sc
     return mean_err, std_err
 
 
-def _skip_if_torch_has_no_kl(conj: Conjugate, name: str, err: MissingKLError) -> None:
-    """Skip when the estimator refused a pair torch has no closed-form KL for; else fail.
-
-    A skip is only honest if the KL is really missing: a refusal of a pair that
-    ``torch.distributions.kl_divergence`` handles is a bug, and re-raises.
-    """
-    q = conj.guide_dist(*(torch.tensor(v) for v in conj.init(conj.prior)))
-    p = conj.prior_dist(conj.prior)
-    try:
-        kl_divergence(q, p)
-    except NotImplementedError:
-        pytest.skip(f"estimator {name!r} needs a closed-form KL and torch registers none for "
-                    f"KL({type(q).__name__} || {type(p).__name__})")
-    raise AssertionError(f"estimator {name!r} refused KL({type(q).__name__} || {type(p).__name__}), "
-                         f"which torch.distributions.kl_divergence computes") from err
-
-
 @pytest.mark.parametrize("model", list(BY_NAME))
 @pytest.mark.parametrize("name", ESTIMATORS.names())
 def test_recovers_conjugate_posterior(float64, one_thread, name, model):
@@ -341,15 +323,12 @@ def test_recovers_conjugate_posterior(float64, one_thread, name, model):
     conj = BY_NAME[model]
     x = data(conj)
     plan = schedule(name)
-    try:
-        q = train(conj, name, x, plan)
-    except MissingKLError as err:
-        _skip_if_torch_has_no_kl(conj, name, err)
+    q = train(conj, name, x, plan)  # every pair has a closed-form KL (tested below): analytic must run
     assert_recovers(q, conj.posterior(conj.prior, x), plan, f"{name} (K={plan.particles}) on {model}")
 
 
 def test_every_guide_prior_pair_has_a_closed_form_kl(float64):
-    """All five (guide, prior) pairs have a closed-form KL in torch, so ``analytic`` must run, never skip."""
+    """All five (guide, prior) pairs have a closed-form KL in torch, so ``analytic`` must run."""
     for conj in CONJUGATES:
         q = conj.guide_dist(*(torch.tensor(v) for v in conj.init(conj.prior)))
         assert torch.isfinite(kl_divergence(q, conj.prior_dist(conj.prior))).all(), conj.name
