@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 import warnings
@@ -221,8 +222,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                                            "diagnostics": diag.to_dict()})
     for name, value in elbos.items():
         print(f"test ELBO ({name}): {value:.3f} nats/point")
+    khat = ("k-hat undefined (too few samples for a tail)" if math.isnan(diag.frac_khat_high)
+            else f"k-hat > 0.7 for {100 * diag.frac_khat_high:.1f}% of points")
     print(f"test log p(x) (K={args.samples}): {ll:.3f} ± {diag.log_px_se:.3f} (s.e. over points) nats/point; "
-          f"median ESS {diag.median_ess:.1f}, k-hat > 0.7 for {100 * diag.frac_khat_high:.1f}% of points")
+          f"median ESS {diag.median_ess:.1f}, {khat}")
     if diag.warning():
         warnings.warn(diag.warning(), PyroVAEWarning)
     write_run_report(folder.path)
