@@ -10,14 +10,12 @@ where one exists, sampled otherwise; the route is recorded). Prints a table and 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import pyro
-import torch
 
 import pyrovae
+from family_grid import family_flags, previous_rows, write_rows
 from pyrovae import FAMILIES
 
 
@@ -38,17 +36,11 @@ def run_family(name: str, data, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--samples", type=int, default=1000, help="importance samples K for log p(x)")
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--families", nargs="*", default=list(FAMILIES.names()))
-    p.add_argument("--out", default="benchmarks/results/families_mnist5k.json")
+    family_flags(p, epochs=10, out="benchmarks/results/families_mnist5k.json")
     args = p.parse_args()
     data = pyrovae.load_dataset("mnist-5k", binarize="dynamic", seed=args.seed)
-    # Re-running a subset (--families) updates those rows of an existing results file.
-    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
-    rows = dict(old.get("results", {}))
+    rows = previous_rows(args.out)
     print(f"{'family':<15} {'prior':<12} {'KL':<9} {'test ELBO':>10} {'log p(x)':>10} {'s/epoch':>8}")
     for name in args.families:
         r = rows[name] = run_family(name, data, args)
@@ -56,11 +48,7 @@ def main() -> None:
               f"{r['seconds_per_epoch']:>8.2f}", flush=True)
     command = (f"python benchmarks/families_mnist5k.py --epochs {args.epochs} --samples {args.samples} "
                f"--latent-dim {args.latent_dim} --seed {args.seed}")
-    rows = {name: rows[name] for name in FAMILIES.names() if name in rows}  # registry order
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": command, "torch": torch.__version__,
-                                          "threads": torch.get_num_threads(), "results": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_rows(args.out, command, rows)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ the ``labels`` of the rows (ignored by an unconditional one).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import pyro
@@ -23,11 +25,14 @@ from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
 from . import distributed
+from .ais import Annealing, annealed_log_weights
 from .estimators import estimator as make_estimator
 from .errors import PyroVAEError
-from .importance import ImportanceDiagnostics, pareto_khat, summarize, tail_length
+from .importance import (ImportanceDiagnostics, effective_sample_size, log_mean_exp, pareto_khat, summarize,
+                         tail_length)
 from .estimators.weights import PARTICLE_PLATE, log_weights_of
 from .kl import has_closed_form_kl, latent_sites
+from .registry import Registry
 from .validation import check_positive, validate_data
 
 #: Rows of decoder output alive at once in :func:`log_likelihood` (each ``x_dim`` floats). Small
@@ -239,36 +244,139 @@ def _diagnostics(points, num_samples: int, n: int, batch_size: int, ranks) -> Im
     return summarize(log_px, khat, ess, num_samples)
 
 
+PerPoint = Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
+"""``(log_px, ess, khat)`` of each row of a batch, each ``(N,)``; ``ess`` and ``khat`` None without diagnostics."""
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """What :func:`log_likelihood` draws for each batch of rows.
+
+    :param num_samples: importance samples K (``is``) or annealing chains (``ais``) per point.
+    :param per_chunk: importance samples drawn at once (``is``), so memory stays bounded whatever K is.
+    :param diagnostics: whether each point's effective sample size and Pareto k-hat are wanted too.
+    :param annealing: the settings of annealed importance sampling (``ais``).
+    """
+
+    num_samples: int
+    per_chunk: int
+    diagnostics: bool
+    annealing: Annealing
+
+
+def _importance_estimate(vae, x: torch.Tensor, given, noise, plan: SamplingPlan, tick: Callable[[], None]) -> PerPoint:
+    """Per row: the importance-sampled log p(x) and, with diagnostics, its ESS and Pareto k-hat."""
+    keep = tail_length(plan.num_samples) + 1 if plan.diagnostics else 0
+    acc, acc2, top = _importance_sample(vae, x, given, noise, plan.num_samples, plan.per_chunk, keep)
+    tick()
+    log_px = acc - math.log(plan.num_samples)
+    if not keep:
+        return log_px, None, None
+    # Kish's ESS (sum w)^2 / sum w^2, from the two running log-sums
+    return log_px, (2 * acc - acc2).exp(), pareto_khat(top, plan.num_samples)
+
+
+def _annealed_estimate(vae, x: torch.Tensor, given, noise, plan: SamplingPlan, tick: Callable[[], None]) -> PerPoint:
+    """Per row: the AIS log p(x), ``log mean_c w_c`` over the chains (Neal 2001), with their ESS and k-hat."""
+    with noise:
+        log_w = annealed_log_weights(vae, x, plan.num_samples, plan.annealing, given=given, tick=tick).log_weights
+    return log_mean_exp(log_w), effective_sample_size(log_w), pareto_khat(log_w)
+
+
+@dataclass(frozen=True)
+class LikelihoodMethod:
+    """An estimator of log p(x) per data point, as :data:`LOG_LIKELIHOOD_METHODS` holds them.
+
+    :param estimate: ``estimate(vae, x, given, noise, plan, tick) -> (log_px, ess, khat)`` for one
+        batch of rows (see :data:`PerPoint`); it calls ``tick()`` once per unit of progress.
+    :param default_samples: samples (or chains) per point when the caller gives none.
+    :param units: ``units(plan)``, the units of progress one batch takes.
+    :param summary_key: the key of ``summary.json`` that ``pyrovae evaluate`` writes the estimate to.
+    :param label: ``label(plan)``, how the estimate is named on the screen (``K=5000``).
+    :param settings: ``settings(plan)``, what ``summary.json`` records of the plan besides ``num_samples``.
+    :param description: one line for the documentation.
+    """
+
+    estimate: Callable[..., PerPoint]
+    default_samples: int
+    units: Callable[[SamplingPlan], int]
+    summary_key: str
+    label: Callable[[SamplingPlan], str]
+    settings: Callable[[SamplingPlan], Dict[str, object]]
+    description: str
+
+
+LOG_LIKELIHOOD_METHODS: Registry[LikelihoodMethod] = Registry("log-likelihood method")
+"""Method name -> :class:`LikelihoodMethod`: ``is`` (importance sampling from q) and ``ais`` (annealing)."""
+LOG_LIKELIHOOD_METHODS.register("is", LikelihoodMethod(
+    _importance_estimate, 5000, lambda plan: 1, "log_likelihood", lambda plan: f"K={plan.num_samples}",
+    lambda plan: {}, "importance sampling from the encoder's q(z|x) (Burda et al. 2016)"))
+LOG_LIKELIHOOD_METHODS.register("ais", LikelihoodMethod(
+    _annealed_estimate, 16, lambda plan: plan.annealing.steps, "log_likelihood_ais",
+    lambda plan: f"AIS, {plan.num_samples} chains x {plan.annealing.steps} steps",
+    lambda plan: {"annealing": dataclasses.asdict(plan.annealing)},
+    "annealed importance sampling with HMC transitions (Neal 2001; Wu et al. 2017)"))
+
+
+def sampling_plan(method: str, num_samples: Optional[int] = None, *, batch_size: int = 100, rows: int = 1,
+                  row_budget: int = DEFAULT_ROW_BUDGET, diagnostics: bool = False, ais_steps: Optional[int] = None,
+                  annealing: Optional[Annealing] = None) -> Tuple[LikelihoodMethod, SamplingPlan]:
+    """The registered ``method`` and what it draws, checked: bad names and sizes raise :class:`PyroVAEError`.
+
+    ``num_samples`` defaults to the method's own; ``ais_steps``, when given, replaces the
+    ``steps`` of ``annealing`` (default :class:`~pyrovae.ais.Annealing`); ``rows`` is the number
+    of data points (it sizes the chunks of importance samples).
+    """
+    spec = LOG_LIKELIHOOD_METHODS.get(method)
+    num_samples = spec.default_samples if num_samples is None else num_samples
+    check_positive(num_samples=num_samples, batch_size=batch_size, row_budget=row_budget)
+    annealing = dataclasses.replace(annealing or Annealing(), **({} if ais_steps is None else {"steps": ais_steps}))
+    per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, rows))))
+    return spec, SamplingPlan(num_samples, per_chunk, diagnostics, annealing.check())
+
+
 @torch.no_grad()
-def log_likelihood(vae, data: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
+def log_likelihood(vae, data: torch.Tensor, num_samples: Optional[int] = None, batch_size: int = 100,
                    seed: Optional[int] = None, row_budget: int = DEFAULT_ROW_BUDGET,
                    progress: bool = False, labels=None, ranks: Optional[distributed.Ranks] = None,
-                   return_diagnostics: bool = False):
-    """Importance-sampled ``log p(x)`` in nats per data point (Burda et al. 2015, eq. 8 with q as proposal).
+                   return_diagnostics: bool = False, method: str = "is", ais_steps: Optional[int] = None,
+                   annealing: Optional[Annealing] = None):
+    """An estimate of ``log p(x)`` in nats per data point, by the named ``method``.
+
+    ``is`` (the default; K = ``num_samples``, default 5000) is importance sampling with the
+    encoder as proposal (Burda et al. 2016, eq. 8):
 
         log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k|x)] - log K,   z_k ~ q(z|x)
 
-    A lower bound in expectation that tightens as ``num_samples`` K grows. The
-    K samples are drawn in chunks so at most ``max(row_budget, batch_size)``
-    decoder rows are alive at once, whatever K is. ``ranks``: as in :func:`evaluate_elbo`.
+    a lower bound in expectation that tightens as K grows. The K samples are drawn in chunks so
+    at most ``max(row_budget, batch_size)`` decoder rows are alive at once, whatever K is.
+
+    ``ais`` is annealed importance sampling (Neal 2001; :mod:`pyrovae.ais`): ``num_samples``
+    chains per point (default 16) anneal from q(z|x) to the posterior over ``ais_steps``
+    intermediate distributions (default 1000) with HMC transitions, all chains and the rows of a
+    batch at once; ``annealing`` sets the rest. Also a stochastic lower bound, but one that
+    approaches ``log p(x)`` as the steps grow even where q is a poor proposal. Its cost is about
+    ``ais_steps * leapfrog_steps`` gradient evaluations of ``log p(x, z)`` per chain.
 
     With ``return_diagnostics`` it returns ``(value, ImportanceDiagnostics)``: the standard
     error over points, the median effective sample size and the Pareto k-hat of each point's
-    weights (Vehtari et al. 2024), with a one-line warning when the estimate is unreliable.
+    weights (the importance weights, or the chains' AIS weights; Vehtari et al. 2024), with a
+    one-line warning when the estimate is unreliable. ``ranks``: as in :func:`evaluate_elbo`.
     """
-    check_positive(num_samples=num_samples, batch_size=batch_size)
     data = _checked(vae, data)
-    per_chunk = max(1, min(num_samples, row_budget // max(1, min(batch_size, len(data)))))
-    keep = tail_length(num_samples) + 1 if return_diagnostics else 0
+    spec, plan = sampling_plan(method, num_samples, batch_size=batch_size, rows=len(data), row_budget=row_budget,
+                               diagnostics=return_diagnostics, ais_steps=ais_steps, annealing=annealing)
     total, points = 0.0, []
     with seeded(seed, data.device), _true_bound(vae, data, labels) as y:
-        for x, given, noise in tqdm(list(_here(vae, data, y, batch_size, ranks)), desc=f"log p(x), K={num_samples}",
-                                    unit="batch", disable=not progress, dynamic_ncols=True):
-            acc, acc2, top = _importance_sample(vae, x, given, noise, num_samples, per_chunk, keep)
-            total += float((acc - math.log(num_samples)).sum())
-            if keep:  # Kish's ESS (sum w)^2 / sum w^2, from the two running log-sums
-                points.append((acc - math.log(num_samples), (2 * acc - acc2).exp(), pareto_khat(top, num_samples)))
+        batches = list(_here(vae, data, y, batch_size, ranks))
+        with tqdm(total=len(batches) * spec.units(plan), desc=f"log p(x) by {method}, K={plan.num_samples}",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            for x, given, noise in batches:
+                log_px, ess, khat = spec.estimate(vae, x, given, noise, plan, lambda: bar.update(1))
+                total += float(log_px.sum())
+                if return_diagnostics:
+                    points.append((log_px, ess, khat))
     value = _over_ranks(total, ranks) / len(data)
     if not return_diagnostics:
         return value
-    return value, _diagnostics(points, num_samples, len(data), batch_size, ranks)
+    return value, _diagnostics(points, plan.num_samples, len(data), batch_size, ranks)
