@@ -16,6 +16,11 @@ What this script shows:
    metrics and every figure in one page.
 4. ``pyrovae.plot(vae, kind, out, data=dataset)`` draws one kind for a VAE
    held in memory, without a run folder.
+5. ``pyrovae.load_run(RUN)`` gets the trained model back from its folder;
+   ``vae.sample(n)``, ``vae.embed(x)`` and ``vae.reconstruct(x)`` give back
+   draws, codes and reconstructions (detached tensors), and
+   ``pyrovae.export.write_samples`` writes draws to a PNG grid or an NPZ file,
+   as ``pyrovae sample RUN --out FILE`` does.
 
 ``pyrovae train`` does steps 2 and 3 itself at the end of training; ``pyrovae
 plot RUN --kind recon,manifold`` redraws chosen kinds.
@@ -38,6 +43,7 @@ import pyro
 import torch
 
 import pyrovae
+from pyrovae.export import write_samples
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,6 +83,18 @@ def main(argv=None) -> None:
 
     # One figure of an in-memory VAE: the test split, labels and image shape come from the Dataset.
     print("in memory:", pyrovae.plot(vae, "interp", out / "in-memory", data=data))
+
+    # The model back from its folder, and what it gives back.
+    loaded, config, data, folder = pyrovae.load_run(out)
+    pyro.set_rng_seed(config.seed)
+    drawn = loaded.sample(64)  # z ~ p(z); drawn.mean = E[x|z] (what images show), drawn.x ~ p(x|z)
+    codes = loaded.embed(data.test)
+    error = (loaded.reconstruct(data.test) - data.test).abs().mean()
+    print(f"64 draws {tuple(drawn.mean.shape)}, codes {tuple(codes.shape)}, "
+          f"mean reconstruction error {float(error):.3f} per pixel")
+    for name in ("sample.png", "sample.npz"):
+        print("  draws:", write_samples(loaded, 64, folder.path / name, seed=config.seed,
+                                        image_shape=data.image_shape, class_names=data.class_names))
 
 
 if __name__ == "__main__":

@@ -84,15 +84,30 @@ def _bootstrap_total_variance(samples: torch.Tensor, counts: torch.Tensor) -> to
     return (counts @ gram.diagonal() - ((counts @ gram) * counts).sum(1) / n) / (n - 1)
 
 
+#: Share of bootstrap resamples that must have a defined ratio for the interval to be reported. A
+#: resample that repeats a single row has no variance (0/0); with n rows that happens with chance
+#: n^(1-n): half the resamples of 2 rows, 1/9 of 3, 1/64 of 4, 1/625 of 5.
+MIN_DEFINED_RESAMPLES = 0.99
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> Optional[float]:
+    return float(num / den) if float(den) > 0 and bool(torch.isfinite(num / den)) else None
+
+
 def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
-                   seed: int = 0) -> Tuple[float, float, float]:
-    """``tr Var_a / tr Var_b`` with a 95% bootstrap interval over the repeats: ``(ratio, low, high)``.
+                   seed: int = 0) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    """``tr Var_a / tr Var_b`` with a 95% percentile-bootstrap interval over the repeats: ``(ratio, low, high)``.
 
     Samples drawn with common random numbers (``gradient_samples`` with one seed) are paired
-    row by row, so equal numbers of rows are resampled jointly.
+    row by row, so equal numbers of rows are resampled jointly (Efron & Tibshirani 1993, ch. 13).
+    Undefined values are None, never NaN: the ratio where ``b`` has fewer than two rows or no
+    variance, the interval where fewer than :data:`MIN_DEFINED_RESAMPLES` of the resamples have a
+    defined ratio (fewer than five rows, in practice); resamples without one are left out.
     """
+    if min(len(a), len(b)) < 2:
+        return None, None, None
+    ratio = _ratio(a.double().var(0).sum(), b.double().var(0).sum())
     g = torch.Generator().manual_seed(seed)
-    ratio = float(a.var(0).sum() / b.var(0).sum())
 
     def counts(n: int) -> torch.Tensor:
         idx = torch.randint(n, (boot, n), generator=g)
@@ -100,7 +115,12 @@ def variance_ratio(a: torch.Tensor, b: torch.Tensor, boot: int = 1000,
 
     ca = counts(len(a))
     cb = ca if len(a) == len(b) else counts(len(b))
-    draws = _bootstrap_total_variance(a, ca) / _bootstrap_total_variance(b, cb)
+    num, den = _bootstrap_total_variance(a, ca), _bootstrap_total_variance(b, cb)
+    # A repeated row's variance is 0 up to the rounding of the Gram-matrix formula, not exactly 0.
+    defined = den > 1e-9 * float(b.double().var(0).sum())
+    if ratio is None or float(defined.double().mean()) < MIN_DEFINED_RESAMPLES:
+        return ratio, None, None
+    draws = num[defined] / den[defined]
     low, high = draws.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return ratio, low, high
 

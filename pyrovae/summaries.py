@@ -6,12 +6,15 @@ returns NaN), and a flow has no closed-form mean. There the coordinate-wise *med
 in closed form through the inverse CDF where the family has one (Cauchy: its location), else
 from samples. Every caller uses :func:`posterior_point`, so the ``latent`` figure, the ``kl``
 figure's active units and :func:`pyrovae.active_units` always agree.
+
+:func:`mean_image` is the point summary of the other side, the decoder ``p(x|z)``: its mean, which
+every decoded image shows.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, Independent, TransformedDistribution
+from torch.distributions import Categorical, Distribution, Independent, TransformedDistribution
 
 #: Samples whose coordinate-wise median stands in when neither a mean nor an inverse CDF exists.
 MEDIAN_DRAWS = 64
@@ -51,3 +54,15 @@ def posterior_point(q: Distribution, draws: int = MEDIAN_DRAWS) -> torch.Tensor:
         if point is not None:
             return point
     return q.sample((draws,)).median(0).values
+
+
+def mean_image(d: Distribution) -> torch.Tensor:
+    """The mean of a decoder likelihood ``p(x|z)``, shape ``(..., x_dim)``.
+
+    torch's Categorical has no finite mean; for pixel levels the expected level is used.
+    """
+    base = d.base_dist if isinstance(d, Independent) else d
+    if isinstance(base, Categorical):
+        levels = torch.arange(base.probs.shape[-1], dtype=base.probs.dtype, device=base.probs.device)
+        return (base.probs * levels).sum(-1)
+    return d.mean

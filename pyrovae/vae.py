@@ -15,12 +15,16 @@ A class-conditional VAE (``conditional="prior"`` or ``"full"``, see
 :attr:`VAE.kl_weight` in both programs, so any ELBO estimator optimizes
 ``recon + kl_weight * KL`` (the beta of beta-VAE, Higgins et al. 2017; see
 :mod:`pyrovae.klweight`).
+
+A trained VAE gives back what it learned through :meth:`VAE.sample` (draws of the generative
+model), :meth:`VAE.reconstruct` and :meth:`VAE.embed` (the posterior point summary of each row):
+detached tensors computed without gradients.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import pyro
 import pyro.distributions as dist
@@ -35,7 +39,25 @@ from .families import FAMILIES, PRIORS, check_compatible
 from .klweight import KLWeight
 from .likelihoods import LIKELIHOODS
 from .networks import mlp
+from .summaries import mean_image, posterior_point
 from .validation import check_positive, check_rows
+
+
+class Generated(NamedTuple):
+    """What :meth:`VAE.sample` returns: ``n`` rows of latents and of what the decoder makes of them.
+
+    The fields mirror the sites that :class:`pyro.infer.Predictive` would return for the model
+    (``z`` and ``x``), plus the decoder's mean, which is what image grids show: sampled
+    Bernoulli pixels are speckled, their probabilities are the picture.
+    """
+
+    #: Latents drawn from the prior ``p(z)`` (``p(z|y)`` for the class-mean prior), ``(n, z_dim)``.
+    z: torch.Tensor
+    #: The decoder's mean ``E[x|z]``: Bernoulli probabilities, a Gaussian's location, the expected
+    #: grey level for ``categorical``; ``(n, x_dim)``.
+    mean: torch.Tensor
+    #: A draw ``x ~ p(x|z)`` of the likelihood, ``(n, x_dim)``.
+    x: torch.Tensor
 
 
 class VAE(nn.Module):
@@ -201,6 +223,54 @@ class VAE(nn.Module):
     def check_data(self, x: torch.Tensor, what: str = "data") -> None:
         """Raise :class:`PyroVAEError` unless ``x`` is ``(N, x_dim)`` inside the likelihood's support."""
         check_rows(x, x_dim=self.x_dim, likelihood=self.likelihood_spec, name=what)
+
+    # -- what a trained VAE gives back ------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, y: Union[int, torch.Tensor, None] = None) -> Generated:
+        """``n`` draws of the generative model: ``z ~ p(z|y)``, then ``E[x|z,y]`` and ``x ~ p(x|z,y)``.
+
+        :param n: how many rows to draw.
+        :param y: for a conditional VAE, the class of every row (an int) or of each row (``n`` labels).
+        :returns: a :class:`Generated` of detached tensors ``(z, mean, x)`` on the VAE's device.
+            Draws come from torch's global stream: seed it (``pyro.set_rng_seed``) to repeat them.
+        """
+        check_positive(n=n)
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.int64)
+        y = self._device_labels(y, n, "sample labels y")
+        z = self.prior(y).expand((n,)).sample()
+        px = self.decode(z, y)
+        return Generated(z, mean_image(px), px.sample())
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Each row's code: the posterior mean of ``q(z|x)``, or its median where the family has no mean.
+
+        The point summary of :func:`pyrovae.summaries.posterior_point` that every figure and
+        diagnostic uses (a Cauchy posterior: its location; a flow: the median of samples from the
+        global stream). ``x``: rows ``(N, x_dim)``; ``y``: their labels, needed by conditional VAEs.
+        Returns a detached ``(N, z_dim)`` tensor.
+        """
+        x = self._device_rows(x, "rows to embed")
+        return posterior_point(self.encode(x, self._device_labels(y, len(x), "labels y")))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The decoder's mean ``E[x | z = embed(x)]`` for each row: a detached ``(N, x_dim)`` tensor."""
+        x = self._device_rows(x, "rows to reconstruct")
+        y = self._device_labels(y, len(x), "labels y")
+        return mean_image(self.decode(self.embed(x, y), y))
+
+    def _device_rows(self, x, what: str) -> torch.Tensor:
+        param = next(self.parameters())
+        x = torch.as_tensor(x).to(device=param.device, dtype=param.dtype)
+        self.check_data(x, what)
+        return x
+
+    def _device_labels(self, y, n_rows: int, what: str) -> Optional[torch.Tensor]:
+        y = self.check_labels(y, n_rows, what)
+        return None if y is None else y.to(next(self.parameters()).device)
 
     def extra_repr(self) -> str:
         """The sizes and registry names, shown by ``print(vae)``."""

@@ -8,8 +8,10 @@ import sys
 
 import matplotlib.image as mpimg
 import pytest
+import torch
 
-from pyrovae.report import mean_ci, verdicts
+from pyrovae.diagnostics import variance_ratio
+from pyrovae.report import mean_ci, verdicts, write_report
 
 
 def test_compare_writes_every_report_file(tmp_path):
@@ -49,13 +51,23 @@ def test_same_seed_same_initial_weights_across_estimators(tmp_path):
                      device="cpu")
     a, b = (r["gradients"][0]["stats"]["mc"]["encoder"] for r in result["runs"])
     assert a == b
+    # One seed and three gradient repeats are too few for a spread or a bootstrap interval: the report
+    # says n/a where it has no number, never NaN, and gives no verdict.
+    report = write_report(result, str(tmp_path / "edges"))
+    text = (tmp_path / "edges" / "report.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"report.json holds {name}"))
+    assert report["comparisons"][0]["verdict"] == "n/a" and report["comparisons"][0]["spread"] is None
+    ratio = report["runs"][0]["gradients"][0]["ratios_to_mc"]["analytic"]["encoder"]
+    assert ratio["ratio"] > 0 and ratio["low"] is None and ratio["high"] is None
+    md = (tmp_path / "edges" / "report.md").read_text()
+    assert "nan" not in md.lower() and "| 2 | 1 | encoder | analytic / mc |" in md and "| n/a |" in md
 
 
 def test_mean_ci_uses_student_t():
     stat = mean_ci([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["sd"] == 1.0
     assert stat["ci95"] == pytest.approx(4.303 / math.sqrt(3))
-    assert math.isnan(mean_ci([5.0])["ci95"])
+    assert mean_ci([5.0]) == {"mean": 5.0, "sd": None, "ci95": None, "n": 1}  # one seed: no spread
 
 
 def test_differences_within_seed_spread_are_no_difference():
@@ -64,3 +76,27 @@ def test_differences_within_seed_spread_are_no_difference():
                "3/iwae": {"test_elbo": {"mean": -97.0, "sd": 0.5}}}
     got = {c["estimator"]: c["verdict"] for c in verdicts(summary, ["mc", "stl", "iwae"], [3])}
     assert got == {"stl": "no difference", "iwae": "iwae better"}
+
+
+def test_no_verdict_without_a_seed_spread():
+    """One seed, or seeds that agree exactly, cannot tell a 0.01-nat difference from noise."""
+    one_seed = {"3/mc": {"test_elbo": mean_ci([-100.0])}, "3/analytic": {"test_elbo": mean_ci([-99.99])}}
+    agree = {"3/mc": {"test_elbo": mean_ci([-100.0, -100.0])}, "3/analytic": {"test_elbo": mean_ci([-99.99] * 2)}}
+    for summary in (one_seed, agree):
+        (c,) = verdicts(summary, ["mc", "analytic"], [3])
+        assert c["verdict"] == "n/a" and c["diff"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("repeats", [1, 2, 3, 4, 5, 8])
+def test_bootstrap_interval_is_defined_or_none_never_nan(repeats):
+    """A resample that repeats one gradient has variance 0; with few repeats those resamples are common
+    (half of them for 2 repeats) and the interval is None instead of [nan, nan]."""
+    g = torch.Generator().manual_seed(repeats)
+    a, b = 3.0 * torch.randn(repeats, 40, generator=g), torch.randn(repeats, 40, generator=g)
+    ratio, low, high = variance_ratio(a, b, boot=400)
+    values = [v for v in (ratio, low, high) if v is not None]
+    assert all(math.isfinite(v) for v in values)
+    assert (ratio is None) == (repeats < 2) and (low is None) == (high is None) == (repeats < 5)
+    if low is not None:
+        assert low < ratio < high
+    assert variance_ratio(torch.ones(6, 3), torch.ones(6, 3)) == (None, None, None)  # no variance at all

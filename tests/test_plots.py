@@ -5,13 +5,15 @@ import subprocess
 import sys
 
 import matplotlib.image
+import numpy as np
 import pyro
+import pyrovae
 import pytest
 import torch
 
 from pyrovae import VAE, PyroVAEError, RunConfig, fit, load_dataset
-from pyrovae.plots import (DPI, FIGSIZES, PLOTS, PlotData, interp_pair, interpolate, mean_image, plot,
-                           reconstruct, write_figures)
+from pyrovae.plots import (DPI, FIGSIZES, MIN_GRID_WIDTH, PLOTS, PlotData, grid_tensor, interp_pair, interpolate,
+                           mean_image, plot, reconstruct, write_figures)
 from pyrovae.run_report import write_run_report
 
 SIDE = 28 + 2  # an MNIST image plus torchvision's default padding of 2
@@ -43,13 +45,26 @@ def run2d(mnist, tmp_path_factory):
     return out
 
 
-EXPECTED = {
+GRIDS = {
     "recon": _grid_size(4, 8),        # 2 blocks of 8 inputs above their 8 reconstructions
     "samples": _grid_size(8, 8),
     "manifold": _grid_size(20, 20),
     "interp": _grid_size(2, 12),      # linear and spherical rows: input, 10 steps, input
-    **{kind: (int(h * DPI), int(w * DPI)) for kind, (w, h) in FIGSIZES.items()},
 }
+FIGURES = {kind: (int(h * DPI), int(w * DPI)) for kind, (w, h) in FIGSIZES.items()}
+EXPECTED = {**GRIDS, **FIGURES}
+
+
+def _check_size(kind, image):
+    """Matplotlib kinds: exactly FIGSIZES at DPI. Grids: the bare grid scaled by a whole number to at least
+    MIN_GRID_WIDTH, plus a title band and room for row names (28 px images shown at 3x or more)."""
+    height, width = image.shape[:2]
+    if kind in FIGURES:
+        assert (height, width) == FIGURES[kind], kind
+        return
+    grid_h, grid_w = GRIDS[kind]
+    scale = -(-MIN_GRID_WIDTH // grid_w)
+    assert width >= max(MIN_GRID_WIDTH, scale * grid_w) and height > scale * grid_h + 20, (kind, image.shape)
 
 
 def _png(path):
@@ -63,7 +78,7 @@ def test_every_kind_for_a_trained_run(run2d):
     for kind, path in paths.items():
         assert path == run2d / f"{kind}.png"
         image = _png(path)
-        assert image.shape[:2] == EXPECTED[kind], kind
+        _check_size(kind, image)
         assert float(image.std()) > 0.01, f"{kind} is constant"
 
 
@@ -96,13 +111,15 @@ def test_manifold_needs_a_2d_latent_space(mnist, tmp_path):
     assert "manifold" not in write_figures(out)  # the default set skips it
     with pytest.raises(PyroVAEError, match="needs a 2-D latent space; this run has Nz = 5"):
         write_figures(out, ["manifold"])
-    assert _png(out / "latent.png").shape[:2] == EXPECTED["latent"]  # PCA of 5-D codes
+    _check_size("latent", _png(out / "latent.png"))  # PCA of 5-D codes
 
 
 def test_conditional_samples_are_a_class_by_sample_grid(mnist, tmp_path):
     result = _train(mnist, tmp_path / "cvae", conditional="full", epochs=1)
-    image = _png(plot(tmp_path / "cvae", "samples"))
-    assert image.shape[:2] == _grid_size(10, 8)
+    data = PlotData(result.vae, mnist.test, mnist.test_labels, (28, 28))
+    assert grid_tensor("samples", data).shape[1:] == _grid_size(10, 8)
+    fig = pyrovae.figure(tmp_path / "cvae", "samples")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [str(c) for c in range(10)]  # a row per class
     data = PlotData(result.vae, mnist.test, mnist.test_labels, (28, 28))
     a, b, label = interp_pair(data)
     assert label == int(mnist.test_labels[a]) == int(mnist.test_labels[b]) and a != b  # one label per path
@@ -114,7 +131,7 @@ def test_conditional_samples_are_a_class_by_sample_grid(mnist, tmp_path):
 def test_plot_an_in_memory_vae(mnist, tmp_path):
     vae = VAE(784, 3, hidden=(32,))
     path = plot(vae, "recon", tmp_path, data=mnist)
-    assert _png(path).shape[:2] == EXPECTED["recon"]
+    _check_size("recon", _png(path))
     with pytest.raises(PyroVAEError, match="no per-epoch metrics"):
         plot(vae, "curves", tmp_path, data=mnist)
     with pytest.raises(PyroVAEError, match="not images"):
@@ -184,16 +201,50 @@ def test_importing_pyrovae_leaves_the_matplotlib_backend_and_pyplot_alone():
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_figure_returns_the_drawing_for_a_notebook(run2d, tmp_path, kind):
-    """``pyrovae.figure`` returns a matplotlib Figure of the same size as the PNG ``plot`` writes."""
+    """``pyrovae.figure`` returns a matplotlib Figure with a title, the same picture ``plot`` writes."""
     from matplotlib.figure import Figure
 
-    from pyrovae import figure
-
-    fig = figure(run2d, kind)
+    fig = pyrovae.figure(run2d, kind)
     assert isinstance(fig, Figure)
+    titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]
+    assert any(len(t) > 10 for t in titles), (kind, titles)
     fig.savefig(tmp_path / "fig.png", dpi=DPI)
-    assert _png(tmp_path / "fig.png").shape[:2] == EXPECTED[kind]
-    if kind in ("recon", "samples", "manifold", "interp"):  # the grid's pixels, one for one
-        grid = _png(plot(run2d, kind, tmp_path))
-        drawn = _png(tmp_path / "fig.png")[..., 0]
-        assert float(abs(drawn - grid).max()) <= 2 / 255 + 1e-6  # the grey colormap rounds to 8 bits once more
+    drawn = _png(tmp_path / "fig.png")
+    _check_size(kind, drawn)
+    if kind in GRIDS:  # drawn by the same code as the PNG that plot writes
+        written = _png(plot(run2d, kind, tmp_path))
+        assert drawn.shape == written.shape and float(abs(drawn - written).max()) <= 2 / 255 + 1e-6
+
+
+def test_grid_shows_each_image_pixel_as_a_square_block(tmp_path):
+    """Small grids are scaled up by a whole number, nearest neighbour: sharp, and exactly the images."""
+    from pyrovae.plots import _grid, grid_figure, save_figure
+
+    images = torch.rand(3, 784, generator=torch.Generator().manual_seed(0))
+    fig = grid_figure(images, 3, (28, 28), "three images", row_names=["row"])
+    png = _png(save_figure(fig, tmp_path / "grid.png"))[..., 0]
+    grid = _grid(images, 3, (28, 28))[0].numpy()
+    scale = -(-MIN_GRID_WIDTH // grid.shape[1])
+    assert scale == 7 and png.shape[1] >= MIN_GRID_WIDTH
+    box = fig.axes[0].get_window_extent()
+    top, left = round(png.shape[0] - box.y1), round(box.x0)
+    shown = png[top:top + scale * grid.shape[0], left:left + scale * grid.shape[1]]
+    # the grey colormap and the 8-bit PNG round once each
+    assert float(abs(shown - np.kron(grid, np.ones((scale, scale)))).max()) <= 2 / 255 + 1e-6
+
+
+def test_latent_and_class_grids_name_the_classes(mnist, tmp_path):
+    """Fashion-MNIST's label 0 is 'T-shirt/top': the names come with the Dataset and reach every figure."""
+    from pyrovae.data.idx import CLASS_NAMES
+
+    names = CLASS_NAMES["fashion-mnist"]
+    assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(names) == 10
+    clothes = pyrovae.Dataset("clothes", mnist.train[:100], mnist.test[:200], mnist.train_labels[:100],
+                              mnist.test_labels[:200], "none", (28, 28), class_names=names)
+    vae = VAE(784, 3, hidden=(16,), conditional="prior", num_classes=10)
+    latent = pyrovae.figure(vae, "latent", data=clothes)
+    colorbar = latent.axes[-1]
+    assert [t.get_text() for t in colorbar.get_yticklabels()] == list(names)
+    assert {t.get_text() for t in latent.axes[0].texts} == set(names)  # the class means mu^y, by name
+    samples = pyrovae.figure(vae, "samples", data=clothes)
+    assert [t.get_text() for t in samples.axes[0].get_yticklabels()] == list(names)

@@ -1,4 +1,5 @@
 // MathJax settings for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
+// The renderer itself is served by the site (javascripts/mathjax/, copied by docs/hooks.py).
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
@@ -12,10 +13,17 @@ window.MathJax = {
   }
 };
 
-// Material's instant navigation swaps pages without a reload: typeset each new page.
+// Material swaps pages without a reload under instant navigation: typeset each new page once
+// MathJax has finished its own start-up typesetting (which covers the first page). Chaining on
+// startup.promise is MathJax 3's way to queue typesetting; clearing the output's font cache here
+// would drop the CSS of every character already shown, leaving the formulas blank.
 document$.subscribe(() => {
-  MathJax.startup.output.clearCache();
-  MathJax.typesetClear();
-  MathJax.texReset();
-  MathJax.typesetPromise();
+  if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) {
+    return;  // not loaded yet: its start-up typesets the page
+  }
+  MathJax.startup.promise = MathJax.startup.promise.then(() => {
+    MathJax.typesetClear();
+    MathJax.texReset();
+    return MathJax.typesetPromise();
+  });
 });

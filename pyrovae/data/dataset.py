@@ -18,6 +18,9 @@ from .ppca import PPCA
 # Fixed seed of every split so a dataset's train/test rows never depend on `seed`.
 _SPLIT_SEED = 0
 
+#: The class names of the digit datasets (``mnist``, ``mnist-5k``): label ``c`` is the digit ``c``.
+DIGITS = tuple(str(d) for d in range(10))
+
 
 @dataclass
 class Dataset:
@@ -27,6 +30,9 @@ class Dataset:
     the train rows are still grey levels (re-binarize them every epoch with
     :func:`binarize`) and the test rows are binarized once; with ``static``
     both are binary; with ``none`` both keep their values.
+
+    ``class_names[c]`` names label ``c`` (``"T-shirt/top"`` for Fashion-MNIST's 0); figures
+    show these names instead of the numbers. ``None`` where the data come without names.
     """
 
     name: str
@@ -37,6 +43,7 @@ class Dataset:
     binarize: str
     image_shape: tuple[int, int] | None
     ppca: "PPCA | None" = None
+    class_names: tuple[str, ...] | None = None
 
     @property
     def x_dim(self) -> int:
@@ -57,14 +64,15 @@ def _make_dataset(
     mode: str,
     seed: int,
     image_shape: tuple[int, int] | None,
+    class_names: tuple[str, ...] | None = None,
 ) -> Dataset:
-    """Binarize and pack a split into a :class:`Dataset`."""
+    """Binarize and pack a split into a :class:`Dataset` (``class_names``: the labels' names)."""
     if train.shape[1] != test.shape[1]:
         raise PyroVAEError(
             f"{name}: train rows have {train.shape[1]} columns but test rows have {test.shape[1]}"
         )
     train, test = _apply_binarization(train, test, _check_binarization(mode), seed, name)
-    return Dataset(name, train, test, labels[0], labels[1], mode, image_shape)
+    return Dataset(name, train, test, labels[0], labels[1], mode, image_shape, class_names=class_names)
 
 
 def _split_indices(n: int, n_test: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

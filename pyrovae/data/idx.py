@@ -20,7 +20,7 @@ import torch
 
 from ..errors import PyroVAEError
 from ..validation import one_line
-from .dataset import Dataset, _make_dataset
+from .dataset import DIGITS, Dataset, _make_dataset
 
 # The four idx files of MNIST-style data, as (train images, train labels, test images, test labels).
 _IDX_FILES = (
@@ -39,6 +39,15 @@ _SYSTEM_DIRS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),
 }
 _DEFAULT_ROOT = os.path.join("~", ".cache", "pyrovae")
+
+
+#: Label names of the idx datasets. Fashion-MNIST's are those of Xiao, Rasul & Vollgraf (2017),
+#: "Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms", table 1.
+CLASS_NAMES = {
+    "mnist": DIGITS,
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 
 
 def load_idx(path: str | os.PathLike) -> torch.Tensor:
@@ -153,6 +162,7 @@ def _load_idx_dataset(name: str, binarize: str, data_dir: str | None, download: 
         binarize,
         seed,
         (int(train_x.shape[1]), int(train_x.shape[2])),
+        CLASS_NAMES[name],
     )
 
 
