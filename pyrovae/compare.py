@@ -22,9 +22,10 @@ from .evaluate import log_likelihood
 from .registry import Registry
 from .errors import PyroVAEError
 from .estimators import ESTIMATORS
-from .train import final_elbos, fit, resolve_device
+from .options import TrainOptions
+from .training import final_elbos, fit, resolve_device
 from .vae import VAE
-from .validation import check_batch_size, check_positive, check_training, validate_data
+from .validation import check_batch_size, check_positive, validate_data
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _validate(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[in
         ESTIMATORS.check(name)
     check_positive(seeds=seeds, ll_samples=ll_samples, grad_repeats=grad_repeats, **{
         f"latent dimension {i + 1}": z for i, z in enumerate(latent_dims)})
-    check_training(epochs=epochs, batch_size=batch_size, lr=lr, num_particles=particles)
+    TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, num_particles=particles, device=device)
     resolve_device(device)
     vae = VAE(data.x_dim, latent_dims[0], preset.hidden, preset.activation)  # the likelihood every cell uses
     for rows, what in ((data.train, "train data"), (data.test, "test data")):

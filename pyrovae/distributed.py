@@ -30,23 +30,19 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
-from .errors import PyroVAEError
+from .errors import DistributedError, PyroVAEError
 from .fastpath import EagerStep
 
 T = TypeVar("T")
 
 #: Seconds a collective waits for the other ranks before the run stops (``PYROVAE_DIST_TIMEOUT``).
 DEFAULT_TIMEOUT = 300.0
-
-
-class DistributedError(RuntimeError):
-    """A rank lost contact with the others (one crashed, was killed or timed out): the run stops."""
 
 
 class Ranks:
@@ -150,6 +146,28 @@ class Ranks:
         """Overwrite ``tensors`` (e.g. a module's parameters and buffers) with rank 0's, in place."""
         for t in tensors:
             self._guard("copying rank 0's weights", lambda: dist.broadcast(t.data, src=0))
+
+
+def shard_epoch(ranks: Ranks, x: torch.Tensor, batches: Sequence[torch.Tensor], labels: Dict[str, torch.Tensor],
+                device: torch.device) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...], Dict[str, torch.Tensor]]:
+    """A data-parallel rank's part of an epoch: its shard of every minibatch, moved to its device.
+
+    ``x`` (every row, on the host) and ``batches`` are the single process's epoch, drawn
+    identically on every rank; the rank copies only its ``~N/ranks`` rows (and their
+    ``labels``) to ``device``. Each returned index tensor keeps the global minibatch layout
+    (``len`` is the global batch, as the step's ``N/M`` needs): the rank's own part points at
+    its rows on the device, the other ranks' parts are ``-1`` and never read
+    (:meth:`DistributedStep.loss`).
+    """
+    parts = [ranks.shard(b) for b in batches]
+    rows = torch.cat(parts).to(x.device)
+    local, start = [], 0
+    for batch, part in zip(batches, parts):
+        idx = torch.full_like(batch, -1)
+        idx[ranks.rows(len(batch))] = torch.arange(start, start + len(part), device=batch.device)
+        local.append(idx)
+        start += len(part)
+    return x[rows].to(device), tuple(local), {k: y[rows].to(device) for k, y in labels.items()}
 
 
 def _first_sentence(error: Exception) -> str:

@@ -27,3 +27,11 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> PyroVAEError:
     close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.5)
     hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
     return PyroVAEError(f"unknown {kind} {name!r}{hint} (choices: {', '.join(choices)})")
+
+
+class DistributedError(RuntimeError):
+    """A rank lost contact with the others (one crashed, was killed or timed out): the run stops.
+
+    Also importable as ``pyrovae.distributed.DistributedError``; it lives here so that the command
+    line can catch it without importing torch.
+    """

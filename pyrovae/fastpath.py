@@ -37,6 +37,11 @@ from .registry import Registry
 #: Step implementations by name; ``"auto"`` is resolved by :func:`default_step`.
 STEPS: Registry[type] = Registry("step")
 
+#: Optimizers by name: torch's own classes, built by :func:`make_optimizer`.
+OPTIMIZERS: Registry[type] = Registry("optimizer")
+OPTIMIZERS.register("adam", torch.optim.Adam)
+OPTIMIZERS.register("adagrad", torch.optim.Adagrad)  # the paper's optimizer (Kingma & Welling 2013, section 5)
+
 
 class EagerFallbackWarning(PyroVAEWarning, RuntimeWarning):
     """``step="auto"`` could not record the model and trains it eagerly: the same numbers, only slower."""

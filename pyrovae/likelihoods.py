@@ -69,6 +69,9 @@ class LikelihoodSpec:
     :param encoder_input: how the encoder sees the data (the likelihood always scores the data
         itself): e.g. levels 0..255 as x / 255, counts as log(1 + x), so raw magnitudes do not
         saturate the first layer.
+    :param binary: the likelihood is for binary data, so binarizing grey levels (static or
+        dynamic, as in the AEVB paper's MNIST set-up) applies to it; for every other likelihood
+        binarization would change the data it models, and is refused.
     """
 
     name: str
@@ -77,6 +80,7 @@ class LikelihoodSpec:
     outputs_per_dim: int = 1
     description: str = ""
     encoder_input: Callable[[torch.Tensor], torch.Tensor] = _identity
+    binary: bool = False
 
     def head_size(self, x_dim: int) -> int:
         """How many raw decoder outputs one data point needs."""
@@ -290,7 +294,7 @@ def register_likelihood(spec: LikelihoodSpec, *, overwrite: bool = False) -> Lik
 
 register_likelihood(LikelihoodSpec(
     "bernoulli", lambda x_dim: BernoulliLikelihood(), constraints.unit_interval,
-    description="binary or grey-level pixels in [0, 1], decoder outputs logits",
+    description="binary or grey-level pixels in [0, 1], decoder outputs logits", binary=True,
 ))
 register_likelihood(LikelihoodSpec(
     "normal", lambda x_dim: NormalLikelihood(), constraints.real,

@@ -1,12 +1,16 @@
 """Figures of a trained VAE, one function per kind, resolved by name through :data:`PLOTS`.
 
 Image grids (``recon``, ``samples``, ``manifold``, ``interp``) are laid out by
-torchvision's :func:`~torchvision.utils.make_grid` and saved as grey PNGs:
-``B`` images of ``H x W`` pixels in ``nrow`` columns make a PNG of
-``rows * (H + PADDING) + PADDING`` by ``cols * (W + PADDING) + PADDING`` pixels.
-Every image is a decoded *mean* (the likelihood's mean, e.g. Bernoulli
-probabilities), not a sample. The other kinds are matplotlib figures of
-``FIGSIZES[kind]`` inches at ``DPI``.
+torchvision's :func:`~torchvision.utils.make_grid`: ``B`` images of ``H x W``
+pixels in ``nrow`` columns make a grid of ``rows * (H + PADDING) + PADDING`` by
+``cols * (W + PADDING) + PADDING`` pixels. :func:`grid_figure` shows it under a
+title, with its rows named where they differ (inputs and reconstructions, the
+two interpolation paths, classes), scaled up by a whole number of screen pixels
+per image pixel until it is at least ``MIN_GRID_WIDTH`` wide. Every image is a
+decoded *mean* (the likelihood's mean, e.g. Bernoulli probabilities), not a
+sample. The other kinds are matplotlib figures of ``FIGSIZES[kind]`` inches at
+``DPI``. Labels are shown by their dataset's class names (``Trouser`` rather
+than ``1`` for Fashion-MNIST) where the data have them.
 
 ``plot(source, kind)`` draws one kind for a run folder or an in-memory VAE;
 ``write_figures(run)`` draws every kind that applies into the run folder,
@@ -24,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import matplotlib.ticker
 import torch
 from matplotlib.figure import Figure  # drawn without pyplot: no backend chosen, no global figure state
-from torch.distributions import Categorical, Independent, Normal
+from torch.distributions import Independent, Normal
 
 from .checkpoint import atomic_write
 from .data import Dataset, validate_labels
@@ -33,7 +37,7 @@ from .errors import PyroVAEError
 from .evaluate import seeded
 from .registry import Registry
 from .runs import RunFolder, load_run
-from .summaries import posterior_point
+from .summaries import mean_image, posterior_point
 
 #: Pixels between the images of a grid (torchvision's default).
 PADDING = 2
@@ -48,6 +52,10 @@ LATENT_POINTS = 2000
 #: Figure sizes in inches of the matplotlib kinds; the PNG is ``size * DPI`` pixels.
 FIGSIZES = {"latent": (6.0, 5.0), "kl": (7.0, 4.0), "curves": (12.0, 3.6)}
 DPI = 100
+#: Smallest width in pixels of an image grid's picture; smaller grids are scaled up by a whole number.
+MIN_GRID_WIDTH = 600
+#: Pixels above a grid for its title, and per character of the longest row or column name.
+TITLE_PIXELS, LABEL_PIXELS_PER_CHAR = 34, 7
 
 
 @dataclass
@@ -61,6 +69,17 @@ class PlotData:
     metrics: List[Dict[str, Any]] = field(default_factory=list)
     config: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    #: ``class_names[c]`` names label ``c`` in the figures (default: the number itself).
+    class_names: Optional[Sequence[str]] = None
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label``: the dataset's where it has names, else the number."""
+        return class_name(self.class_names, label)
+
+
+def class_name(names: Optional[Sequence[str]], label: int) -> str:
+    """``names[label]`` where ``names`` has it (a dataset's ``class_names``), else the number itself."""
+    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
 
 
 @dataclass(frozen=True)
@@ -71,7 +90,8 @@ class PlotKind:
     :param draw: ``draw(data, path)`` writes the PNG.
     :param description: one line, used in ``report.md`` and ``--help``.
     :param unavailable: ``unavailable(data)`` is why the kind cannot be drawn for this run, or None.
-    :param images: for image grids, ``images(data) -> (images (B, x_dim), nrow)``.
+    :param images: for image grids, ``images(data) -> (images (B, x_dim), nrow)``: the bare grid
+        (what :func:`grid_tensor` and TensorBoard show; the PNG adds a title and row names).
     :param figure: ``figure(data)`` returns the drawing as a :class:`matplotlib.figure.Figure`
         (what :func:`figure` shows in a notebook).
     """
@@ -92,12 +112,24 @@ def _needs_images(data: PlotData) -> Optional[str]:
     return None if data.image_shape else "the data are not images (no height x width recorded)"
 
 
-def register_grid(name: str, description: str, unavailable: Callable[[PlotData], Optional[str]] = _needs_images):
-    """Decorator registering ``images(data) -> (images, nrow)`` as an image-grid kind."""
+#: ``title(data)`` of an image-grid kind, or ``rows(data)``: a name per grid row (or None).
+GridText = Callable[[PlotData], Any]
+
+
+def register_grid(name: str, description: str, unavailable: Callable[[PlotData], Optional[str]] = _needs_images,
+                  *, title: Optional[GridText] = None, rows: Optional[GridText] = None):
+    """Decorator registering ``images(data) -> (images, nrow)`` as an image-grid kind.
+
+    ``title(data)`` is the line above the grid (default: the description) and ``rows(data)``
+    names each row of the grid (default: no names); see :func:`grid_figure`.
+    """
     def wrap(images):
-        PLOTS.register(name, PlotKind(name, lambda data, path: _save_grid(*images(data), data.image_shape, path),
-                                      description, unavailable, images,
-                                      lambda data: _grid_figure(*images(data), data.image_shape)))
+        def make(data: PlotData) -> Figure:
+            text = title(data) if title is not None else description[0].upper() + description[1:]
+            return grid_figure(*images(data), data.image_shape, text, rows(data) if rows is not None else None)
+
+        PLOTS.register(name, PlotKind(name, lambda data, path: save_figure(make(data), path), description,
+                                      unavailable, images, make))
         return images
     return wrap
 
@@ -111,27 +143,13 @@ def register_figure(name: str, description: str, unavailable: Callable[[PlotData
             fig.tight_layout()
             return fig
 
-        def save(data: PlotData, path: Path) -> None:
-            fig = make(data)
-            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
-        PLOTS.register(name, PlotKind(name, save, description, unavailable, figure=make))
+        PLOTS.register(name, PlotKind(name, lambda data, path: save_figure(make(data), path), description,
+                                      unavailable, figure=make))
         return draw
     return wrap
 
 
 # -- decoding helpers ----------------------------------------------------------------------
-
-
-def mean_image(d) -> torch.Tensor:
-    """The mean of a decoder likelihood ``p(x|z)``, shape ``(..., x_dim)``.
-
-    torch's Categorical has no finite mean; for pixel levels the expected level is used.
-    """
-    base = d.base_dist if isinstance(d, Independent) else d
-    if isinstance(base, Categorical):
-        levels = torch.arange(base.probs.shape[-1], dtype=base.probs.dtype, device=base.probs.device)
-        return (base.probs * levels).sum(-1)
-    return d.mean
 
 
 @torch.no_grad()
@@ -144,10 +162,9 @@ def latent_codes(vae, x: torch.Tensor, labels: Optional[torch.Tensor] = None, dr
     return posterior_point(vae.encode(x, labels), draws)
 
 
-@torch.no_grad()
 def reconstruct(vae, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean images ``E[x | z = code(x)]``: each row decoded from its posterior code."""
-    return mean_image(vae.decode(latent_codes(vae, x, labels), labels))
+    """Mean images ``E[x | z = code(x)]``: each row decoded from its posterior code (:meth:`VAE.reconstruct`)."""
+    return vae.reconstruct(x, labels)
 
 
 def _lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -208,23 +225,50 @@ def grid_tensor(kind: str, data: PlotData) -> torch.Tensor:
         return _grid(*spec.images(data), data.image_shape)
 
 
-def _save_grid(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int], path: Path) -> None:
-    """Save the grid as an 8-bit grey PNG (make_grid repeats the one channel three times; a grey
-    PNG is a third of the RGB one that save_image would write)."""
-    from PIL import Image  # torchvision's own image library
-
-    grey = _grid(images, nrow, image_shape)[0].mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
-    atomic_write(path, lambda f: Image.fromarray(grey).save(f, format="png", optimize=True))
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG at ``DPI``, atomically (a reader never sees half a file); returns the path."""
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    return path
 
 
-def _grid_figure(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int]) -> Figure:
-    """The grid as a figure at one screen pixel per image pixel, for a notebook."""
+def _label_pixels(names: Optional[Sequence[str]]) -> int:
+    return 0 if not names else 12 + LABEL_PIXELS_PER_CHAR * max(len(str(n)) for n in names)
+
+
+def grid_figure(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int], title: str,
+                row_names: Optional[Sequence[str]] = None,
+                column_names: Optional[Sequence[str]] = None) -> Figure:
+    """Images ``(B, H*W)`` in a grid of ``nrow`` columns under ``title``, as a figure.
+
+    Each image pixel becomes ``scale x scale`` screen pixels, the smallest whole ``scale`` that
+    makes the grid at least ``MIN_GRID_WIDTH`` wide, so small images stay sharp and readable.
+    ``row_names`` label the grid's rows on the left, ``column_names`` its columns on top.
+    """
     grey = _grid(images, nrow, image_shape)[0].numpy()
-    fig = Figure(figsize=(grey.shape[1] / DPI, grey.shape[0] / DPI), dpi=DPI)
-    ax = fig.add_axes((0, 0, 1, 1))
+    height, width = grey.shape
+    scale = max(1, -(-MIN_GRID_WIDTH // width))
+    left = _label_pixels(row_names)
+    top = TITLE_PIXELS + (LABEL_PIXELS_PER_CHAR * 2 if column_names else 0)
+    size = (left + scale * width + 4, top + scale * height + 4)  # 4: a margin that keeps the edge pixels
+    fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    ax = fig.add_axes((left / size[0], 4 / size[1], scale * width / size[0], scale * height / size[1]))
     ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_axis_off()
+    _name_grid_lines(ax, row_names, height, image_shape[0], "y")
+    _name_grid_lines(ax, column_names, width, image_shape[1], "x")
+    fig.suptitle(title, y=1 - 6 / size[1], va="top", fontsize=10)
     return fig
+
+
+def _name_grid_lines(ax, names: Optional[Sequence[str]], extent: int, side: int, axis: str) -> None:
+    """Ticks at the centres of the grid's rows (``axis="y"``) or columns, named ``names``, or none."""
+    ax.tick_params(length=0, labelsize=9, top=True, labeltop=True, bottom=False, labelbottom=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    step = side + PADDING
+    centres = [PADDING + i * step + (side - 1) / 2 for i in range((extent - PADDING) // step)]
+    names = list(names or [])[:len(centres)]
+    getattr(ax, f"set_{axis}ticks")(centres[:len(names)], names)
 
 
 def _labels(data: PlotData, rows) -> Optional[torch.Tensor]:
@@ -234,23 +278,38 @@ def _labels(data: PlotData, rows) -> Optional[torch.Tensor]:
 # -- the kinds -----------------------------------------------------------------------------
 
 
+def _recon_blocks(data: PlotData) -> Tuple[int, int]:
+    """Columns, and blocks of (inputs, reconstructions) rows: two where the test set has the rows."""
+    cols = min(COLUMNS, len(data.x))
+    return cols, max(1, min(2, len(data.x) // cols))
+
+
 @register_grid("recon", "test inputs (odd rows) above their reconstructions (even rows), decoded from the "
-                        "posterior mean")
+                        "posterior mean",
+               title=lambda data: "Test inputs and their reconstructions E[x|z] at each input's posterior code",
+               rows=lambda data: ["input", "reconstruction"] * _recon_blocks(data)[1])
 def recon_images(data: PlotData) -> Tuple[torch.Tensor, int]:
     """Two blocks of ``COLUMNS`` test inputs, each row of inputs followed by its reconstructions.
 
     The inputs are spread evenly over the test set, which shows several classes where the rows
     are sorted by label (mnist-5k's are).
     """
-    cols = min(COLUMNS, len(data.x))
-    blocks = max(1, min(2, len(data.x) // cols))
+    cols, blocks = _recon_blocks(data)
     rows = torch.linspace(0, len(data.x) - 1, cols * blocks).long()
     x, rec = data.x[rows], reconstruct(data.vae, data.x[rows], _labels(data, rows))
     pairs = [t for i in range(blocks) for t in (x[i * cols:(i + 1) * cols], rec[i * cols:(i + 1) * cols])]
     return torch.cat(pairs), cols
 
 
-@register_grid("samples", "decoded prior samples; for a conditional run one row per class")
+def _sample_rows(data: PlotData) -> Optional[List[str]]:
+    vae = data.vae
+    return [data.class_name(c) for c in range(vae.num_classes)] if vae.conditioning.needs_labels else None
+
+
+@register_grid("samples", "decoded prior samples; for a conditional run one row per class",
+               title=lambda data: ("Decoded draws E[x|z], z ~ p(z|y), one row per class y"
+                                   if data.vae.conditioning.needs_labels else "Decoded draws E[x|z], z ~ p(z)"),
+               rows=_sample_rows)
 def sample_images(data: PlotData) -> Tuple[torch.Tensor, int]:
     """``COLUMNS x COLUMNS`` decoded draws of ``p(z)``, or ``COLUMNS`` draws of ``p(z|y)`` per class ``y``."""
     vae = data.vae
@@ -287,7 +346,9 @@ def manifold_latents(vae, side: int = MANIFOLD_SIDE) -> torch.Tensor:
 
 
 @register_grid("manifold", "decodings at a grid of prior quantiles of a 2-D latent space (the paper's Figure 4)",
-               _manifold_unavailable)
+               title=lambda data: "Learned 2-D manifold: E[x|z] at prior quantiles, z1 rising to the right, z2 "
+                                  "rising upwards",
+               unavailable=_manifold_unavailable)
 def manifold_images(data: PlotData) -> Tuple[torch.Tensor, int]:
     """The learned 2-D manifold: ``MANIFOLD_SIDE`` squared decodings, z1 left to right, z2 top to bottom."""
     z = manifold_latents(data.vae).to(data.x.dtype)
@@ -310,7 +371,9 @@ def interp_pair(data: PlotData) -> Tuple[int, int, Optional[int]]:
 
 
 @register_grid("interp", "input A, the decodings along the latent path to input B, input B; linear path "
-                         f"(top) and spherical (bottom), {INTERP_STEPS} steps")
+                         f"(top) and spherical (bottom), {INTERP_STEPS} steps",
+               title=lambda data: f"Input A, {INTERP_STEPS} decodings along the latent path from A to B, input B",
+               rows=lambda data: list(PATHS.names()))
 def interp_images(data: PlotData) -> Tuple[torch.Tensor, int]:
     """Per path a row ``[x_a, decodings t = 0..1, x_b]``."""
     a, b, label = interp_pair(data)
@@ -340,6 +403,18 @@ def _project(codes: torch.Tensor) -> Tuple[torch.Tensor, Callable[[torch.Tensor]
     return project(codes), project, [f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(share)]
 
 
+def _scatter_by_class(data: PlotData, fig, ax, points, labels: Optional[torch.Tensor]) -> None:
+    """The points, coloured by class with a colour bar of the class names where there are labels."""
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7)
+        return
+    classes = max(int(labels.max()) + 1, len(data.class_names or ()))
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels.cpu().numpy(), cmap="tab10" if classes <= 10 else "turbo",
+                    s=6, alpha=0.7, vmin=-0.5, vmax=classes - 0.5)
+    bar = fig.colorbar(sc, ax=ax, ticks=range(classes), label="class")
+    bar.ax.set_yticklabels([data.class_name(c) for c in range(classes)])
+
+
 @register_figure("latent", "posterior means of the test set coloured by label (PCA to 2-D when Nz > 2)",
                  lambda data: None)
 def draw_latent(data: PlotData, fig) -> None:
@@ -349,19 +424,13 @@ def draw_latent(data: PlotData, fig) -> None:
     points, project, titles = _project(codes)
     points = points.numpy()
     ax = fig.add_subplot(1, 1, 1)
-    labels = _labels(data, rows)
-    if labels is None:
-        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7)
-    else:
-        sc = ax.scatter(points[:, 0], points[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=6, alpha=0.7,
-                        vmin=-0.5, vmax=9.5)
-        fig.colorbar(sc, ax=ax, ticks=range(10), label="class")
+    _scatter_by_class(data, fig, ax, points, _labels(data, rows))
     means = getattr(data.vae.prior, "means", None)
     if means is not None:  # the learned class means of Su Jianlin, "Variational autoencoders (1)", 2018, eq. 8
         m = project(means.detach().double().cpu()).numpy()
         ax.scatter(m[:, 0], m[:, 1], marker="X", c="black", s=60, label="class means $\\mu^y$")
         for c, (u, v) in enumerate(m):
-            ax.annotate(str(c), (u, v), fontsize=8, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(data.class_name(c), (u, v), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.legend(fontsize=8, loc="best")
     ax.set_xlabel(titles[0])
     ax.set_ylabel(titles[1])
@@ -403,9 +472,12 @@ def _curves_unavailable(data: PlotData) -> Optional[str]:
 @register_figure("curves", "train and test ELBO, test KL and test reconstruction term against training samples "
                            "seen", _curves_unavailable)
 def draw_curves(data: PlotData, fig) -> None:
-    """Three panels over samples seen: ELBO (train dashed, test solid), KL, reconstruction."""
+    """Three panels over samples seen: the bounds (train dashed, test solid; an iwae/dreg run trains the
+    IWAE bound, drawn beside the test ELBO under its own name), KL, reconstruction."""
     xs = [r["samples_seen"] for r in data.metrics]
-    panels = (("ELBO", (("train_elbo", "--", "train"), ("test_elbo", "-", "test"))),
+    bounds = (("train_elbo", "--", "train ELBO"), ("test_elbo", "-", "test ELBO"),
+              ("train_iwae", "--", "train IWAE bound"), ("test_iwae", "-", "test IWAE bound"))
+    panels = (("bound", bounds),
               ("KL(q || p)", (("test_kl", "-", "test"),)),
               ("E_q log p(x|z)", (("test_recon", "-", "test"),)))
     for i, (title, series) in enumerate(panels):
@@ -430,7 +502,7 @@ def draw_curves(data: PlotData, fig) -> None:
 def _from_run(run: str | os.PathLike, device: str) -> Tuple[PlotData, Path]:
     vae, config, dataset, folder = load_run(run, device=device)
     data = PlotData(vae.eval(), dataset.test.to(device), _on(dataset.test_labels, device), dataset.image_shape,
-                    folder.read_metrics(), config.to_dict(), config.seed)
+                    folder.read_metrics(), config.to_dict(), config.seed, dataset.class_names)
     return data, folder.path
 
 
@@ -441,6 +513,7 @@ def _on(t: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
 def _from_vae(vae, data, labels, image_shape, metrics, seed) -> PlotData:
     if data is None:
         raise PyroVAEError("plotting a VAE needs data= (test rows, or a pyrovae Dataset)")
+    class_names = getattr(data, "class_names", None)
     if isinstance(data, Dataset):
         data, labels, image_shape = data.test, data.test_labels if labels is None else labels, \
             image_shape or data.image_shape
@@ -450,7 +523,7 @@ def _from_vae(vae, data, labels, image_shape, metrics, seed) -> PlotData:
     # Labels colour the latent plot of any VAE; a conditional VAE cannot do without them.
     y = (validate_labels(labels, len(x), vae.num_classes, "plot labels") if labels is not None
          else vae.check_labels(None, len(x), "plot labels"))
-    return PlotData(vae, x, _on(y, device), image_shape, list(metrics or []), {}, seed)
+    return PlotData(vae, x, _on(y, device), image_shape, list(metrics or []), {}, seed, class_names)
 
 
 def _source(source, data, labels, image_shape, metrics, seed, device) -> Tuple[PlotData, Path]:
@@ -517,5 +590,13 @@ def write_figures(run: str | os.PathLike, kinds: Optional[Sequence[str]] = None,
     """
     names = [PLOTS.check(k) for k in kinds] if kinds is not None else None
     data, folder = _from_run(run, device)
-    chosen = names if names is not None else [n for n, spec in PLOTS.items() if spec.unavailable(data) is None]
-    return {name: _draw(PLOTS[name], data, folder) for name in chosen}
+    return draw_figures(data, folder, names)
+
+
+def draw_figures(data: PlotData, folder: Path, kinds: Optional[Sequence[str]] = None) -> Dict[str, Path]:
+    """Write the figures of ``data`` into ``folder`` as ``<kind>.png`` (``kinds=None``: every kind that
+    applies); returns ``{kind: path}``. :func:`write_figures` calls it on a loaded run folder, and
+    :func:`pyrovae.fit` on the model it has just trained, without loading anything again."""
+    chosen = ([PLOTS.check(k) for k in kinds] if kinds is not None else
+              [n for n, spec in PLOTS.items() if spec.unavailable(data) is None])
+    return {name: _draw(PLOTS[name], data, Path(folder)) for name in chosen}

@@ -2,7 +2,10 @@
 
 Tables give the mean over seeds with a 95% t-interval. A difference between two estimators
 smaller than the seed-to-seed spread (the larger of their standard deviations) is reported as
-no difference. Figure 2 follows the paper: test (solid) and train (dashed) ELBO against
+no difference. What the data cannot define is shown as "n/a", never as NaN: the interval and
+spread of one seed, a verdict without a seed spread (one seed, or seeds that agree exactly), a
+bootstrap interval from too few gradient repeats (see :func:`pyrovae.diagnostics.variance_ratio`).
+Figure 2 follows the paper: test (solid) and train (dashed) ELBO against
 training samples seen, one panel per latent size, one curve per estimator, with a band spanning
 the seeds.
 """
@@ -12,24 +15,31 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from matplotlib.figure import Figure  # drawn without pyplot: no backend chosen, no global figure state
 
 from .checkpoint import atomic_write, write_json
+from .tables import markdown_table
 
 # Two-sided 97.5% Student-t quantiles by degrees of freedom (1.96 beyond the table).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
          10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
 
 
-def mean_ci(values: Sequence[float]) -> Dict[str, float]:
-    """Mean, standard deviation and the half-width of a 95% t-interval."""
+#: What the reports show where a number is not defined.
+NOT_AVAILABLE = "n/a"
+
+
+def mean_ci(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    """Mean, standard deviation and the half-width of a 95% t-interval; ``sd`` and ``ci95`` are None for one value."""
     n = len(values)
     mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    t = _T975[max(k for k in _T975 if k <= n - 1)] if n > 1 and n - 1 <= 30 else 1.96
-    return {"mean": mean, "sd": sd, "ci95": t * sd / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+    if n < 2:
+        return {"mean": mean, "sd": None, "ci95": None, "n": n}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    t = _T975[max(k for k in _T975 if k <= n - 1)] if n - 1 <= 30 else 1.96
+    return {"mean": mean, "sd": sd, "ci95": t * sd / math.sqrt(n), "n": n}
 
 
 def _cells(result: Dict[str, Any]) -> Dict[tuple, List[Dict[str, Any]]]:
@@ -53,6 +63,13 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
     return table
 
 
+def _verdict(diff: float, spread: Optional[float], est: str, ref: str) -> str:
+    """``est`` against ``ref``; "n/a" without a spread to judge by (a spread of 0 would call any difference)."""
+    if not spread:
+        return NOT_AVAILABLE
+    return "no difference" if abs(diff) <= spread else (f"{est} better" if diff > 0 else f"{ref} better")
+
+
 def verdicts(summary: Dict[str, Any], estimators: Sequence[str], latent_dims: Sequence[int]) -> List[Dict]:
     """Each estimator against the first, per latent size, on final test ELBO."""
     ref, out = estimators[0], []
@@ -60,19 +77,27 @@ def verdicts(summary: Dict[str, Any], estimators: Sequence[str], latent_dims: Se
         a = summary[f"{z}/{ref}"]["test_elbo"]
         for est in estimators[1:]:
             b = summary[f"{z}/{est}"]["test_elbo"]
-            diff, spread = b["mean"] - a["mean"], max(a["sd"], b["sd"])
-            verdict = "no difference" if abs(diff) <= spread else (f"{est} better" if diff > 0 else f"{ref} better")
+            diff = b["mean"] - a["mean"]
+            spread = None if a["sd"] is None or b["sd"] is None else max(a["sd"], b["sd"])
             out.append({"z_dim": z, "estimator": est, "reference": ref, "diff": diff, "spread": spread,
-                        "verdict": verdict})
+                        "verdict": _verdict(diff, spread, est, ref)})
     return out
 
 
-def _fmt(stat: Dict[str, float], digits: int = 2) -> str:
-    ci = "" if math.isnan(stat["ci95"]) else f" ± {stat['ci95']:.{digits}f}"
+def _number(value: Optional[float], spec: str) -> str:
+    return NOT_AVAILABLE if value is None else format(value, spec)
+
+
+def _fmt(stat: Dict[str, Any], digits: int = 2) -> str:
+    ci = "" if stat["ci95"] is None else f" ± {stat['ci95']:.{digits}f}"
     return f"{stat['mean']:.{digits}f}{ci}"
 
 
-def _variance_rows(result: Dict[str, Any]) -> List[str]:
+def _interval(r: Dict[str, Optional[float]]) -> str:
+    return NOT_AVAILABLE if r["low"] is None else f"[{r['low']:.3g}, {r['high']:.3g}]"
+
+
+def _variance_rows(result: Dict[str, Any]) -> List[List[Any]]:
     ref = result["estimators"][0]
     rows = []
     for run in result["runs"]:
@@ -80,41 +105,48 @@ def _variance_rows(result: Dict[str, Any]) -> List[str]:
             continue
         for epoch, probe in sorted(run["gradients"].items(), key=lambda kv: int(kv[0])):
             for est, groups in probe[f"ratios_to_{ref}"].items():
-                for net, r in groups.items():
-                    rows.append(f"| {run['z_dim']} | {epoch} | {net} | {est} / {ref} | {r['ratio']:.3g} "
-                                f"| [{r['low']:.3g}, {r['high']:.3g}] |")
+                rows += [[run["z_dim"], epoch, net, f"{est} / {ref}", _number(r["ratio"], ".3g"), _interval(r)]
+                         for net, r in groups.items()]
     return rows
+
+
+def _results_table(result: Dict[str, Any], summary: Dict[str, Any]) -> str:
+    header = ["Nz", "estimator", "test ELBO (mc)", f"log p(x), K={result['ll_samples']}", "active units",
+              "ms / step"]
+    return markdown_table(header, [[c["z_dim"], c["estimator"], _fmt(c["test_elbo"]), _fmt(c["log_likelihood"]),
+                                    _fmt(c["active_units"], 1), _fmt(c["ms_per_step"], 2)]
+                                   for c in summary.values()], code=())
+
+
+def _verdicts_table(comparisons: List[Dict]) -> str:
+    rows = [[c["z_dim"], f"{c['estimator']} − {c['reference']}", f"{c['diff']:+.2f}", _number(c["spread"], ".2f"),
+             c["verdict"]] for c in comparisons]
+    return markdown_table(["Nz", "comparison", "difference", "seed spread", "verdict"], rows, code=())
 
 
 def markdown(result: Dict[str, Any], summary: Dict[str, Any], comparisons: List[Dict]) -> str:
     """The report as Markdown: set-up, results table, verdicts, gradient variance ratios, figures."""
+    ref = result["estimators"][0]
     lines = [
         "# Estimator comparison", "",
         f"Dataset `{result['dataset']}` (binarization {result['binarize']}), setup `{result['setup']}` "
         f"({result['setup_detail']}), lr {result['lr']}, M = {result['batch_size']}, "
         f"L/K = {result['particles']}, {result['epochs']} epochs, {result['seeds']} seeds per cell, "
         f"device {result['runs'][0]['device']}. Values: mean ± 95% t-interval over seeds, nats per test point.",
-        "", "| Nz | estimator | test ELBO (mc) | log p(x), K=%d | active units | ms / step |" % result["ll_samples"],
-        "|---|---|---|---|---|---|",
+        "", _results_table(result, summary),
     ]
-    for cell in summary.values():
-        lines.append(f"| {cell['z_dim']} | {cell['estimator']} | {_fmt(cell['test_elbo'])} | "
-                     f"{_fmt(cell['log_likelihood'])} | {_fmt(cell['active_units'], 1)} | "
-                     f"{_fmt(cell['ms_per_step'], 2)} |")
     if comparisons:
         lines += ["", "## Differences in final test ELBO", "",
-                  "A difference no larger than the seed-to-seed standard deviation is reported as no difference.",
-                  "", "| Nz | comparison | difference | seed spread | verdict |", "|---|---|---|---|---|"]
-        for c in comparisons:
-            lines.append(f"| {c['z_dim']} | {c['estimator']} − {c['reference']} | {c['diff']:+.2f} | "
-                         f"{c['spread']:.2f} | {c['verdict']} |")
+                  "A difference no larger than the seed-to-seed standard deviation is reported as no difference; "
+                  "without a spread (one seed, or seeds that agree exactly) there is no verdict (n/a).",
+                  "", _verdicts_table(comparisons)]
     rows = _variance_rows(result)
     if rows:
         lines += ["", "## Gradient variance ratios at fixed parameters", "",
-                  f"Total gradient variance of each estimator over that of `{result['estimators'][0]}`, "
-                  f"{result['grad_repeats']} independent estimates on one fixed minibatch at the parameters "
-                  f"of the seed-0 `{result['estimators'][0]}` run at each epoch; 95% bootstrap interval.", "",
-                  "| Nz | epoch | network | ratio | value | 95% CI |", "|---|---|---|---|---|---|", *rows]
+                  f"Total gradient variance of each estimator over that of `{ref}`, {result['grad_repeats']} "
+                  f"independent estimates on one fixed minibatch at the parameters of the seed-0 `{ref}` run at "
+                  "each epoch; 95% bootstrap interval (n/a with fewer than five estimates).", "",
+                  markdown_table(["Nz", "epoch", "network", "ratio", "value", "95% CI"], rows, code=())]
     lines += ["", "## Figures", "", "![Figure 2](figure2.png)", "", "![gradient variance](grad_variance.png)",
               "", "![time per step](time_per_step.png)", ""]
     return "\n".join(lines)
@@ -127,29 +159,35 @@ def _curves(runs, key):
 
 
 def figure2(result: Dict[str, Any], path: Path) -> None:
-    """Train (dashed) and test (solid) ELBO against samples seen; one panel per latent size."""
+    """Train (dashed; dotted for the IWAE bound of iwae/dreg) and test (solid) ELBO against samples
+    seen; one panel per latent size."""
     dims, cells = result["latent_dims"], _cells(result)
-    fig = Figure(figsize=(4 * len(dims), 3.4))
+    fig = Figure(figsize=(max(6.0, 4 * len(dims)), 3.6))
     axes = fig.subplots(1, len(dims), squeeze=False)
     for ax, z in zip(axes[0], dims):
         for i, est in enumerate(result["estimators"]):
             color = f"C{i}"
-            for key, style in (("test_elbo", "-o"), ("train_elbo", "--o")):
+            # iwae/dreg train the IWAE bound: their train curve says so (train_iwae, not train_elbo).
+            for key, style, what in (("test_elbo", "-o", "test"), ("train_elbo", "--o", "train"),
+                                     ("train_iwae", ":o", "train IWAE bound")):
+                if key not in cells[z, est][0]["metrics"][0]:
+                    continue
                 xs, mean, low, high = _curves(cells[z, est], key)
-                ax.plot(xs, mean, style, color=color, markersize=3, label=f"{est} ({key.split('_')[0]})")
+                ax.plot(xs, mean, style, color=color, markersize=3, label=f"{est} ({what})")
                 ax.fill_between(xs, low, high, color=color, alpha=0.15)
         ax.set_title(f"Nz = {z}")
         ax.set_xlabel("training samples seen")
         ax.set_xscale("log")
     axes[0][0].set_ylabel("ELBO (nats / point)")
     axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Test (solid) and train (dashed) bound per estimator; bands span the seeds", fontsize=10)
     _save(fig, path)
 
 
 def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
     """Total gradient variance per network over training, per estimator (seed-0 runs of each)."""
     dims = result["latent_dims"]
-    fig = Figure(figsize=(4 * len(dims), 6))
+    fig = Figure(figsize=(max(6.0, 4 * len(dims)), 6))
     axes = fig.subplots(2, len(dims), squeeze=False)
     for col, z in enumerate(dims):
         for i, est in enumerate(result["estimators"]):
@@ -163,13 +201,14 @@ def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
         axes[1][col].set_xlabel("epoch")
     axes[0][0].set_ylabel("tr Var[gradient]")
     axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Total gradient variance at fixed parameters (seed-0 runs)", fontsize=10)
     _save(fig, path)
 
 
 def time_figure(summary: Dict[str, Any], result: Dict[str, Any], path: Path) -> None:
     """Wall time per training step, per estimator and latent size."""
     dims, ests = result["latent_dims"], result["estimators"]
-    fig = Figure(figsize=(1.2 + 1.1 * len(dims) * len(ests) / 2, 3.2))
+    fig = Figure(figsize=(max(5.0, 1.2 + 1.1 * len(dims) * len(ests) / 2), 3.2))  # readable with one cell too
     ax = fig.subplots()
     width = 0.8 / len(ests)
     for i, est in enumerate(ests):
@@ -177,6 +216,7 @@ def time_figure(summary: Dict[str, Any], result: Dict[str, Any], path: Path) -> 
         ax.bar([k + i * width for k in range(len(dims))], ms, width, label=est, color=f"C{i}")
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(dims))], [f"Nz={z}" for z in dims])
     ax.set_ylabel("ms per step")
+    ax.set_title("Wall time per training step", fontsize=10)
     ax.legend(fontsize=7)
     _save(fig, path)
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from .checkpoint import atomic_write
 from .plots import PLOTS
 from .runs import RunFolder
+from .tables import markdown_table
 
 REPORT = "report.md"
 #: Optional TensorBoard event files of a run (``pyrovae train --tensorboard``).
@@ -29,18 +30,12 @@ def _value(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
-def _table(header: List[str], rows: List[List[Any]]) -> List[str]:
-    def cell(v: Any) -> str:
-        return _value(v).replace("|", "\\|")  # a bare | would end the table cell
-
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
-
-
 def _metric_rows(last: Dict[str, Any], summary: Dict[str, Any]) -> List[List[Any]]:
     """Final numbers, nats per test point: the last epoch's record, then the summary's."""
     names = {"epoch": "epochs", "samples_seen": "training samples seen", "train_elbo": "train ELBO (last epoch)",
-             "test_elbo": "test ELBO (last epoch)", "test_recon": "test E_q log p(x|z)", "test_kl": "test KL(q || p)"}
+             "train_iwae": "train IWAE bound (last epoch)", "test_elbo": "test ELBO (last epoch)",
+             "test_iwae": "test IWAE bound (last epoch)", "test_recon": "test E_q log p(x|z)",
+             "test_kl": "test KL(q || p)"}
     rows = [[label, last[key]] for key, label in names.items() if key in last]
     rows += [[f"test ELBO ({name})", v] for name, v in summary.get("test_elbo", {}).items()]
     if "log_likelihood" in summary:
@@ -72,11 +67,15 @@ def markdown(name: str, config: Dict[str, Any], metrics: List[Dict[str, Any]], s
     lines = [f"# Run `{name}`", "",
              "ELBOs and log-likelihoods in nats per test point (higher is better), always the true bound "
              "(KL weight 1) whatever `beta` and warm-up the run trained with.", "",
-             "## Configuration", "", *_table(["setting", "value"], [[k, v] for k, v in config.items()]), "",
+             "## Configuration", "",
+             markdown_table(["setting", "value"], list(config.items()), code=(), fmt=_value), "",
              "## Final metrics", ""]
     rows = _metric_rows(metrics[-1] if metrics else {}, summary)
-    lines += _table(["quantity", "value"], rows) if rows else ["No epoch has finished yet."]
+    lines.append(markdown_table(["quantity", "value"], rows, code=(), fmt=_value) if rows
+                 else "No epoch has finished yet.")
     figures = [(n, spec.description) for n, spec in PLOTS.items() if f"{n}.png" in files]
+    if not figures and summary.get("figures"):
+        lines += ["", "## Figures", "", f"{summary['figures'][0].upper()}{summary['figures'][1:]}."]
     if figures:
         lines += ["", "## Figures", ""]
         for kind, description in figures:

@@ -8,14 +8,14 @@ the command line's listing and in the documentation site alike.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from .data import BINARIZATIONS, DATASETS
 from .estimators import ESTIMATORS
 from .families import FAMILIES, PRIORS, closed_form_table, support_str
 from .likelihoods import LIKELIHOODS
 from .networks import ACTIVATIONS
-from .train import OPTIMIZERS
+from .fastpath import OPTIMIZERS
 
 Table = Tuple[List[str], List[List[str]]]
 
@@ -62,7 +62,7 @@ def names_table() -> Table:
         ["likelihood", LIKELIHOODS.names(), "pyrovae.LIKELIHOODS"],
         ["dataset", (*DATASETS.names(), "FILE.npz", "FILE.pt"), "pyrovae.DATASETS"],
         ["binarization", BINARIZATIONS, "pyrovae.data.BINARIZATIONS"],
-        ["optimizer", OPTIMIZERS.names(), "pyrovae.train.OPTIMIZERS"],
+        ["optimizer", OPTIMIZERS.names(), "pyrovae.fastpath.OPTIMIZERS"],
         ["activation", ACTIVATIONS.names(), "pyrovae.networks.ACTIVATIONS"],
     ]
     return ["kind", "names", "registry"], [[kind, ", ".join(names), where] for kind, names, where in rows]
@@ -93,15 +93,16 @@ def kl_text_table() -> str:
     return "\n".join(lines)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], code: Sequence[int] = (0,),
-                   lists: Sequence[int] = ()) -> str:
-    """A Markdown table; ``|`` is escaped everywhere.
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], code: Sequence[int] = (0,),
+                   lists: Sequence[int] = (), fmt: Callable[[Any], str] = str) -> str:
+    """A Markdown table; ``|`` is escaped everywhere. Every table pyrovae writes goes through here.
 
     :param code: columns whose cells become code spans.
     :param lists: columns of comma-separated names, each of which becomes a code span.
+    :param fmt: turns each cell's value into text (default ``str``), before escaping.
     """
-    def cell(text: str, col: int) -> str:
-        text = text.replace("|", "\\|")
+    def cell(value: Any, col: int) -> str:
+        text = fmt(value).replace("|", "\\|")  # a bare | would end the cell
         if col in lists:
             return ", ".join(f"`{item}`" for item in text.split(", "))
         return f"`{text}`" if col in code and text else text

@@ -19,8 +19,8 @@ from .run_report import TENSORBOARD_DIR
 from .runs import RunFolder
 
 #: metrics.json keys and their TensorBoard tags.
-SCALARS = {"train_elbo": "elbo/train", "test_elbo": "elbo/test", "test_kl": "kl/test",
-           "test_recon": "recon/test", "seconds": "time/train_seconds"}
+SCALARS = {"train_elbo": "elbo/train", "test_elbo": "elbo/test", "train_iwae": "iwae/train", "test_iwae": "iwae/test",
+           "test_kl": "kl/test", "test_recon": "recon/test", "seconds": "time/train_seconds"}
 #: Image-grid kinds of :mod:`pyrovae.plots` logged every epoch.
 IMAGES = ("recon", "samples")
 

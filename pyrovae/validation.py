@@ -61,16 +61,6 @@ def check_batch_size(batch_size: int, n_rows: int, ranks: int = 1) -> None:
                            "minibatch at least one row per rank")
 
 
-def check_training(*, epochs: int, batch_size: int, lr: float, num_particles: int = 1,
-                   clip_grad_norm: Optional[float] = None, checkpoint_every: Optional[int] = None) -> None:
-    """The numbers that configure a training run: sizes, learning rate, clipping, checkpoint interval."""
-    check_positive(epochs=epochs, batch_size=batch_size, num_particles=num_particles)
-    if checkpoint_every is not None:
-        check_positive(checkpoint_every=checkpoint_every)
-    check_positive_number("lr", lr)
-    check_positive_number("clip_grad_norm", clip_grad_norm, optional=True)
-
-
 # --------------------------------------------------------------------------- arrays
 
 

@@ -20,6 +20,9 @@ import torch
 
 from pyrovae import VAE, distributed, evaluate_elbo, fit
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fa_model import FactorAnalysis  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
@@ -35,6 +38,7 @@ def main() -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--dynamic", action="store_true")
     p.add_argument("--die-after-epoch", type=int, default=None)
+    p.add_argument("--model", default="vae", help="vae, or fa (factor analysis, tests/fa_model.py)")
     p.add_argument("--grid", default=None)
     p.add_argument("--rank-dirs", default=None)
     args = p.parse_args()
@@ -64,8 +68,11 @@ def train(args, ranks) -> dict:
     test = torch.bernoulli(torch.rand(20, 16, generator=data), generator=data)
     labels = torch.randint(0, 3, (args.rows,), generator=data), torch.randint(0, 3, (20,), generator=data)
     pyro.set_rng_seed(1)
-    vae = VAE(16, 3, (12,), posterior=args.posterior, likelihood="bernoulli", conditional=args.conditional,
-              num_classes=3 if args.conditional != "none" else None)
+    if args.model == "fa":  # a Pyro model that is not a VAE, and takes no labels
+        vae, labels = FactorAnalysis(16, 3), (None, None)
+    else:
+        vae = VAE(16, 3, (12,), posterior=args.posterior, likelihood="bernoulli", conditional=args.conditional,
+                  num_classes=3 if args.conditional != "none" else None)
 
     seen = []  # rows of x the model gets while training: the whole set, or a rank's shard
     model = vae.model

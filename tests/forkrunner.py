@@ -17,7 +17,8 @@ from typing import Sequence
 
 _SERVER = r"""
 import json, os, sys, tempfile, traceback
-from pyrovae.cli import main
+from pyrovae.cli import build_parser, main
+build_parser()  # imports every command's modules (torch, Pyro) once, before the forks
 
 def child(argv, cwd, out, err):
     os.chdir(cwd)

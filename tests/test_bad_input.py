@@ -79,7 +79,9 @@ BAD = {
     "existing out folder": (["train", "--out", "{tmp}/exists"], "already exists"),
     "out is a file": (["train", "--out", "{tmp}/data.csv"], "is not a folder"),
     "resume without out": (["train", "--resume"], "--resume needs --out"),
-    "resume missing run": (["train", "--resume", "--out", "{tmp}/ghost"], "not a pyrovae run folder"),
+    "resume a folder of other files": (["train", "--resume", "--out", "{tmp}/exists"], "already exists and is not empty"),
+    "binarizing non-binary data": (["train", "--likelihood", "continuous-bernoulli", "--binarize", "dynamic"],
+                                   "'continuous-bernoulli' likelihood is not a model of binary data"),
     "resume disagrees": (["train", "--resume", "--out", "{tmp}/ok", "--latent-dim", 7],
                          "--latent-dim 7 (run has 2)"),
     "resume truncated checkpoint": (["train", "--resume", "--out", "{tmp}/truncated"], "corrupted or truncated"),
@@ -108,6 +110,11 @@ BAD = {
     "compare data outside support": (["compare", "--dataset", "{tmp}/big.npz", "--binarize", "none"],
                                      "outside the support of the 'bernoulli'"),
     "compare existing out": (["compare", "--out", "{tmp}/exists"], "already exists"),
+    "evaluate unknown method": (["evaluate", "{tmp}/ok", "--method", "aiss"], "did you mean 'ais'"),
+    # -- sample ----------------------------------------------------------------------------------
+    "sample missing run": (["sample", "{tmp}/ghost"], "not a pyrovae run folder"),
+    "sample zero draws": (["sample", "{tmp}/ok", "--n", 0], "--n must be a positive integer"),
+    "sample unknown format": (["sample", "{tmp}/ok", "--out", "{tmp}/draws.jpg"], ".jpg"),
     # -- families and the command itself ---------------------------------------------------------
     "families unknown flag": (["families", "--kl-tabel"], "unrecognized arguments: --kl-tabel"),
     "families extra argument": (["families", "normal"], "unrecognized arguments: normal"),

@@ -100,7 +100,7 @@ def _fit(out=None, epochs=3, resume=False, callback=None, **kw):
     x = _rows()
     vae = VAE(16, 2, hidden=(16,))
     return fit(vae, x[:160], x[160:], epochs=epochs, batch_size=40, seed=2, device="cpu", progress=False,
-               out=out, resume=resume, callback=callback, **kw)
+               out=out, resume=resume, callback=callback, figures=False, **kw)
 
 
 def test_fit_follows_the_warmup_per_epoch_and_resets_the_weight():

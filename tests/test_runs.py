@@ -14,7 +14,7 @@ from pyrovae import VAE, PyroVAEError, RunFolder, fit
 from pyrovae.errors import PyroVAEWarning
 from pyrovae import lock as lockmod
 from pyrovae.lock import RunLock, StaleLockWarning
-from pyrovae.train import _Trainer
+from pyrovae.training.loop import Loop
 
 
 def _dead_pid():
@@ -108,16 +108,16 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(tmp_path):
         assert messages[1:] == (["run " + str(out) + " stopped before its first checkpoint; starting it over"]
                                 if resume else [])
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json",
-                                                         "summary.json"]
+                                                         "report.md", "summary.json"]
         a, b = result.vae.state_dict(), reference.vae.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_interrupt_before_the_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
-    def interrupted(self, x, idx):
+    def interrupted(self, x, idx, **labels):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Trainer, "step", interrupted)
+    monkeypatch.setattr(Loop, "take_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "deep" / "run")
     assert list(tmp_path.iterdir()) == []  # not even the parent folder it made

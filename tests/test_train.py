@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyrovae import VAE, PyroVAEError, RunFolder, fit, load_dataset
-from pyrovae.train import DivergenceError
+from pyrovae import DivergenceError
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _small_run(mnist, out, epochs, resume=False, **kw):
     torch.manual_seed(123)  # the same initial weights for every call
     vae = VAE(784, 5, hidden=(32,))
     return fit(vae, mnist.train[:600], mnist.test[:100], epochs=epochs, batch_size=50, seed=7,
-               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, **kw)
+               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, figures=False, **kw)
 
 
 @pytest.mark.parametrize("estimator", ["mc", "analytic"])
@@ -47,6 +47,17 @@ def test_resume_equals_uninterrupted_run(mnist, tmp_path, estimator):
     timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in m.metrics] for m in (full, resumed)]
     assert timeless[0] == timeless[1]  # every epoch's numbers, bit for bit
     assert [r["epoch"] for r in resumed.metrics] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["iwae", "dreg"])
+def test_importance_weighted_runs_record_their_bound_and_the_elbo_apart(mnist, name):
+    """The loss of iwae/dreg estimates the IWAE bound, not the ELBO: the records say which is which."""
+    torch.manual_seed(0)
+    result = fit(VAE(784, 3, hidden=(16,)), mnist.train[:300], mnist.test[:100], estimator=name, num_particles=5,
+                 epochs=2, batch_size=50, seed=4, dynamic_binarization=True, device="cpu", progress=False)
+    last = result.metrics[-1]
+    assert {"train_iwae", "test_iwae", "test_elbo"} <= set(last) and "train_elbo" not in last
+    assert last["test_iwae"] > last["test_elbo"]  # the K=5 bound is the tighter one (Burda et al. 2015, thm. 1)
 
 
 def test_run_folder_contents(mnist, tmp_path):
@@ -134,16 +145,16 @@ def test_resume_cannot_shrink_a_run(mnist, tmp_path):
 
 def test_every_estimator_sees_the_same_minibatches(mnist, monkeypatch):
     """Data order and binarization come from their own seeded stream, not the estimator's noise."""
-    from pyrovae.train import _Trainer
+    from pyrovae.training.loop import Loop
 
     seen = {}
-    original = _Trainer.step
+    original = Loop.take_step
 
-    def recording(self, x, idx):
-        seen.setdefault(self.est.__class__.__name__, []).append((idx.clone(), x[idx].sum().item()))
-        return original(self, x, idx)
+    def recording(self, x, idx, **labels):
+        seen.setdefault(self.options.estimator, []).append((idx.clone(), x[idx].sum().item()))
+        return original(self, x, idx, **labels)
 
-    monkeypatch.setattr(_Trainer, "step", recording)
+    monkeypatch.setattr(Loop, "take_step", recording)
     for name, particles in (("mc", 1), ("iwae", 5)):
         torch.manual_seed(0)
         fit(VAE(784, 3, hidden=(16,)), mnist.train[:300], estimator=name, num_particles=particles, epochs=2,
@@ -157,18 +168,18 @@ def test_every_estimator_sees_the_same_minibatches(mnist, monkeypatch):
 
 
 def _stop_at(monkeypatch, steps):
-    """Make ``_Trainer.step`` raise KeyboardInterrupt at the given call numbers (1-based, over the test)."""
-    from pyrovae.train import _Trainer
+    """Make ``Loop.take_step`` raise KeyboardInterrupt at the given call numbers (1-based, over the test)."""
+    from pyrovae.training.loop import Loop
 
-    original, calls = _Trainer.step, [0]
+    original, calls = Loop.take_step, [0]
 
-    def step(self, x, idx):
+    def step(self, x, idx, **labels):
         calls[0] += 1
         if calls[0] in steps:
             raise KeyboardInterrupt
-        return original(self, x, idx)
+        return original(self, x, idx, **labels)
 
-    monkeypatch.setattr(_Trainer, "step", step)
+    monkeypatch.setattr(Loop, "take_step", step)
 
 
 def _tiny_run(out, epochs, resume=False, **kw):
@@ -176,7 +187,7 @@ def _tiny_run(out, epochs, resume=False, **kw):
     torch.manual_seed(123)
     x = torch.rand(240, 20, generator=torch.Generator().manual_seed(1))
     return fit(VAE(20, 2, hidden=(8,)), x, x[:40].round(), epochs=epochs, batch_size=20, seed=7,
-               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, **kw)
+               dynamic_binarization=True, device="cpu", progress=False, out=out, resume=resume, figures=False, **kw)
 
 
 def test_resume_from_inside_an_epoch_equals_uninterrupted_run(tmp_path, monkeypatch):
@@ -197,17 +208,17 @@ def test_resume_from_inside_an_epoch_equals_uninterrupted_run(tmp_path, monkeypa
 
 
 def test_gradient_clipping_bounds_every_update(monkeypatch):
-    from pyrovae.train import _Trainer
+    from pyrovae.training.loop import Loop
 
     norms = []
-    original = _Trainer.step
+    original = Loop.take_step
 
-    def step(self, x, idx):
-        loss = original(self, x, idx)
-        norms.append(float(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]).norm()))
+    def step(self, x, idx, **labels):
+        loss = original(self, x, idx, **labels)
+        norms.append(float(torch.stack([p.grad.norm() for p in self.guard.params if p.grad is not None]).norm()))
         return loss
 
-    monkeypatch.setattr(_Trainer, "step", step)
+    monkeypatch.setattr(Loop, "take_step", step)
     result = _tiny_run(None, 1, clip_grad_norm=0.5)
     assert len(norms) == 12 and max(norms) <= 0.5 * (1 + 1e-5)
     assert result.summary["epochs"] == 1
@@ -247,21 +258,21 @@ def test_divergence_of_a_conditional_vae_names_the_term(conditional):
 
 def test_a_non_finite_gradient_is_found_at_its_step(monkeypatch):
     """The loss stays finite; the decoder's gradient is NaN whenever row 7 is in the minibatch."""
-    from pyrovae.train import _Trainer
+    from pyrovae.training.loop import Loop
 
-    batches, original = [], _Trainer.step
+    batches, original = [], Loop.take_step
 
-    def step(self, x, idx):
+    def step(self, x, idx, **labels):
         batches.append(bool((idx == 7).any()))
-        poison = [p.register_hook(lambda g: g * float("nan")) for p in self.vae.decoder.parameters()] \
+        poison = [p.register_hook(lambda g: g * float("nan")) for p in self.model.decoder.parameters()] \
             if batches[-1] else []
         try:
-            return original(self, x, idx)
+            return original(self, x, idx, **labels)
         finally:
             for handle in poison:
                 handle.remove()
 
-    monkeypatch.setattr(_Trainer, "step", step)
+    monkeypatch.setattr(Loop, "take_step", step)
     with pytest.raises(DivergenceError) as info:
         _tiny_run(None, 1)
     first = batches.index(True) + 1

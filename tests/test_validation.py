@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pyrovae import LIKELIHOODS, PyroVAEError
-from pyrovae.validation import (check_labels, check_positive, check_positive_number, check_training,
+from pyrovae.options import TrainOptions
+from pyrovae.validation import (check_labels, check_positive, check_positive_number,
                                 require_labels, validate_data)
 
 # What each likelihood accepts, written here with numpy, independently of the torch constraints
@@ -113,8 +114,8 @@ def test_validation_accepts_exactly_the_valid_arrays():
     (lambda: check_positive(size=2.0), "size must be a positive integer"),
     (lambda: check_positive_number("lr", float("inf")), "lr must be positive and finite"),
     (lambda: check_positive_number("lr", "1e-3"), "lr must be positive and finite"),
-    (lambda: check_training(epochs=1, batch_size=1, lr=1e-3, clip_grad_norm=-1.0), "clip_grad_norm must be"),
-    (lambda: check_training(epochs=1, batch_size=1, lr=1e-3, checkpoint_every=0), "checkpoint_every must be"),
+    (lambda: TrainOptions(clip_grad_norm=-1.0), "clip-grad-norm must be"),
+    (lambda: TrainOptions(checkpoint_every=0), "checkpoint-every must be"),
     (lambda: check_labels(np.array([0.0, np.inf]), 2, "y"), "NaN or infinite labels"),
     (lambda: check_labels(np.array([0.5, 1.0]), 2, "y"), "whole-number class labels"),
     (lambda: check_labels(np.zeros(3), 2, "y"), r"shape \(2,\)"),

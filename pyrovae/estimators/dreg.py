@@ -49,6 +49,7 @@ def _hook_weights(traces, w: torch.Tensor) -> None:
     summary="IWAE bound with doubly-reparameterized encoder gradients (w~^2 path terms, no score term)",
     reference="Tucker et al. 2018, eq. (5)",
     kl_weighting=False,  # log mean_k w_k has no separate KL term to weight
+    bound="iwae",
 )
 class DReG(IWAE):
     """The IWAE bound with DReG gradients; ``num_particles`` is K; see :attr:`weighting`."""

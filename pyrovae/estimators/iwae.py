@@ -28,6 +28,7 @@ from .weights import LogWeights, Weighting, check_reparameterized, log_weights_o
     summary="importance-weighted bound log(1/K sum_k w_k), per data point where latents are local; num_particles is K",
     reference="Burda, Grosse & Salakhutdinov 2015, eq. (8)",
     kl_weighting=False,  # log mean_k w_k has no separate KL term to weight
+    bound="iwae",
 )
 class IWAE(ParticleErrors, Trace_ELBO):
     """The IWAE bound with its plain reparameterized gradient; see :attr:`weighting`.

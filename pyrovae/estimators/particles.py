@@ -11,6 +11,7 @@ particle dimension and the two ways out.
 
 from __future__ import annotations
 
+import logging
 from typing import List, Optional, Tuple
 
 import pyro.poutine as poutine
@@ -39,6 +40,18 @@ class ParticleErrors:
                 raise
             raise diagnosis from err
         yield from traces
+
+    def _guess_max_plate_nesting(self, model, guide, args, kwargs):
+        # Pyro announces its guess at INFO level, through a handler it installs, on every run that
+        # leaves max_plate_nesting out: routine information, printed into every log. Say it at DEBUG.
+        log = logging.getLogger("pyro.infer.elbo")
+        level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            super()._guess_max_plate_nesting(model, guide, args, kwargs)
+        finally:
+            log.setLevel(level)
+        log.debug("Guessed max_plate_nesting = %d", self.max_plate_nesting)
 
 
 def _runs_one_draw(model, guide, args, kwargs) -> bool:

@@ -24,6 +24,9 @@ class EstimatorSpec:
     :param reference: the paper and equation it implements.
     :param kl_weighting: whether the bound has a KL term that a beta or a KL
         warm-up can weight (``recon + beta * KL``); importance-weighted bounds do not.
+    :param bound: which bound the loss estimates: ``"elbo"``, or ``"iwae"`` (Burda et al. 2015,
+        eq. 8, tighter with more particles). Training records name it (``train_elbo``,
+        ``train_iwae``), so a curve never passes one bound off as the other.
     """
 
     name: str
@@ -31,17 +34,18 @@ class EstimatorSpec:
     summary: str
     reference: str
     kl_weighting: bool = True
+    bound: str = "elbo"
 
 
 ESTIMATORS: Registry[EstimatorSpec] = Registry("estimator")
 """Estimator name -> :class:`EstimatorSpec`; :func:`estimator` builds the Pyro ELBO object."""
 
 
-def register_estimator(name: str, summary: str, reference: str, kl_weighting: bool = True):
-    """Class decorator that registers a Pyro ELBO subclass under ``name``."""
+def register_estimator(name: str, summary: str, reference: str, kl_weighting: bool = True, bound: str = "elbo"):
+    """Class decorator that registers a Pyro ELBO subclass under ``name`` (see :class:`EstimatorSpec`)."""
 
     def wrap(cls: type) -> type:
-        ESTIMATORS.register(name, EstimatorSpec(name, cls, summary, reference, kl_weighting))
+        ESTIMATORS.register(name, EstimatorSpec(name, cls, summary, reference, kl_weighting, bound))
         return cls
 
     return wrap
