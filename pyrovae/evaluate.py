@@ -185,9 +185,11 @@ def elbo_terms(vae, data: torch.Tensor, batch_size: int = 1000, seed: Optional[i
     return {"elbo": (recon - kl) / n, "recon": recon / n, "kl": kl / n}
 
 
+@torch.no_grad()
 def log_weights(model: Callable, guide: Callable, *args, num_particles: int,
                 max_plate_nesting: int = 1, **kwargs) -> torch.Tensor:
-    """``log p(x, z_k) - log q(z_k|x)`` for ``z_k ~ q``, shape ``(num_particles, *plates)``.
+    """``log p(x, z_k) - log q(z_k|x)`` for ``z_k ~ q``, shape ``(num_particles, *plates)``, detached
+    (a measurement: to train on importance weights, use ``pyrovae.estimator("iwae", K)``).
 
     Per element of the plate the latents are local to (for a VAE, ``(K, M)``: one weight per
     particle and data point); for a model whose weights do not factorize (a global latent), the

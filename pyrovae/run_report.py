@@ -38,10 +38,13 @@ def _metric_rows(last: Dict[str, Any], summary: Dict[str, Any]) -> List[List[Any
              "test_kl": "test KL(q || p)"}
     rows = [[label, last[key]] for key, label in names.items() if key in last]
     rows += [[f"test ELBO ({name})", v] for name, v in summary.get("test_elbo", {}).items()]
-    if "log_likelihood" in summary:
-        ll = summary["log_likelihood"]
-        rows.append([f"test log p(x), K = {ll['num_samples']}", ll["nats"]])
-        rows += _diagnostic_rows(ll.get("diagnostics"))
+    for key, label in (("log_likelihood", "test log p(x), IS with K = {}"),
+                       ("log_likelihood_ais", "test log p(x), AIS with {} chains")):
+        if key in summary:
+            ll = summary[key]
+            rows.append([label.format(ll["num_samples"]), ll["nats"]])
+            rows += _diagnostic_rows(ll.get("diagnostics"))
+    rows += _gap_rows(summary.get("inference_gaps"))
     if "class_mean_accuracy" in summary:
         rows.append(["nearest class mean accuracy (test)", summary["class_mean_accuracy"]])
     for key, label in (("train_seconds", "training time (s)"), ("device", "device"), ("torch", "torch"),
@@ -49,6 +52,14 @@ def _metric_rows(last: Dict[str, Any], summary: Dict[str, Any]) -> List[List[Any
         if key in summary:
             rows.append([label, summary[key]])
     return rows
+
+
+def _gap_rows(gaps: Optional[Dict[str, Any]]) -> List[List[Any]]:
+    """The inference gaps (Cremer et al. 2018) of ``pyrovae evaluate --gaps``, if measured."""
+    if not gaps:
+        return []
+    return [[f"approximation gap ({gaps['num_points']} test points)", gaps["approximation_gap"]],
+            [f"amortization gap ({gaps['num_points']} test points)", gaps["amortization_gap"]]]
 
 
 def _diagnostic_rows(diag: Optional[Dict[str, Any]]) -> List[List[Any]]:

@@ -89,7 +89,7 @@ def train(args, ranks) -> dict:
 
     result = fit(vae, x, test, estimator=args.estimator, num_particles=args.particles, epochs=args.epochs,
                  batch_size=args.batch_size, lr=1e-2, device="cpu", seed=7, out=args.out, resume=args.resume,
-                 progress=False, dynamic_binarization=args.dynamic, step="auto", callback=die,
+                 progress=False, dynamic_binarization=args.dynamic, step="auto", callback=die, figures=False,
                  train_labels=labels[0], test_labels=labels[1], ranks=ranks)
     rows_held = max(seen)
     evaluation = {}  # sharded only when given the ranks; without them each rank evaluates everything

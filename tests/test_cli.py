@@ -16,7 +16,7 @@ def pyrovae(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)
 
 
-SMALL = ["--latent-dim", 5, "--hidden", 64, "--no-progress", "--device", "cpu"]
+SMALL = ["--latent-dim", 5, "--hidden", 64, "--no-progress", "--device", "cpu", "--no-figures"]
 
 
 def test_train_then_evaluate_matches_python_api(tmp_path):
@@ -89,23 +89,40 @@ def test_resume_continues_and_refuses_conflicts(tmp_path):
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
 
 
-def test_resume_on_a_folder_with_no_run_starts_one(tmp_path):
-    """A job that always passes --resume (a requeued cluster job) needs no first-time case."""
+def test_defaults_flags_and_progress_of_a_train_process(tmp_path):
+    """One real process checks what a new user meets first (issue 20):
+
+    - the default estimator is auto, so a family without a closed-form KL trains as it is;
+    - ``--particles`` on the command line is ``num_particles`` in config.json (one declaration);
+    - progress into a log (stderr is not a terminal) is plain lines, never ``\\r`` frames;
+    - Pyro's "Guessed max_plate_nesting" is not announced.
+    """
+    run = tmp_path / "run"
+    res = pyrovae("train", "--dataset", "synthetic", "--likelihood", "normal", "--posterior", "student-t",
+                  "--latent-dim", 2, "--hidden", 8, "--epochs", 2, "--particles", 3, "--out", run, "--no-figures",
+                  "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["estimator"] == "auto" and summary["kl_routes"] == {"z": "sampled"}
+    assert "KL at site 'z': sampled" in res.stdout
+    assert json.loads((run / "config.json").read_text())["num_particles"] == 3
+    assert "\r" not in res.stderr and "max_plate_nesting" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("train: ") and "steps (100%)" in res.stderr
+
+
+def test_resume_starts_a_folder_with_no_run_and_may_lower_the_learning_rate(tmp_path):
+    """A job that always passes --resume (a requeued cluster job) needs no first-time case, and a
+    resume may lower the learning rate and change checkpointing; summary.json records what changed."""
     run = tmp_path / "new" / "run"
     res = pyrovae("train", "--epochs", 1, "--out", run, "--resume", *SMALL)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines() == [f"pyrovae train: warning: {run} holds no run yet; starting a new one"]
-    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())] == [1]
     assert "resumes" not in json.loads((run / "summary.json").read_text())
-
-
-def test_resume_may_lower_the_learning_rate_and_records_it(tmp_path):
-    run = tmp_path / "run"
-    assert pyrovae("train", "--epochs", 1, "--out", run, *SMALL).returncode == 0
     res = pyrovae("train", "--epochs", 2, "--out", run, "--resume", "--lr", 1e-4, "--checkpoint-every", 7, *SMALL)
     assert res.returncode == 0, res.stderr
     config = json.loads((run / "config.json").read_text())
     assert (config["lr"], config["epochs"], config["checkpoint_every"]) == (1e-4, 2, 7)
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())] == [1, 2]
     resumes = json.loads((run / "summary.json").read_text())["resumes"]
     assert resumes == [{"epoch": 1, "step": 0, "changed": {"epochs": [1, 2], "lr": [1e-3, 1e-4],
                                                             "checkpoint_every": [None, 7]}}]

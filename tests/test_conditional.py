@@ -148,7 +148,8 @@ def test_cli_conditional_training_and_class_grid(tmp_path):
     assert not list(run.glob("*.png")) and (run / "report.md").is_file()
     res = _cli("plot", run, "--kind", "samples")
     assert res.returncode == 0, res.stderr
-    assert matplotlib.image.imread(run / "samples.png").shape[:2] == (10 * 30 + 2, 8 * 30 + 2)  # a row per class
+    height, width = matplotlib.image.imread(run / "samples.png").shape[:2]
+    assert width >= 600 and abs(height / width - 10 / 8) < 0.1  # a row of 8 draws per class, 10 classes
     res = _cli("evaluate", run, "--samples", 5, "--no-progress")
     assert res.returncode == 0, res.stderr
 

@@ -65,6 +65,14 @@ def test_log_likelihood_is_logmeanexp_of_log_weights(ppca_setup):
     assert log_likelihood(vae, x[:20], num_samples=64, seed=3) == pytest.approx(manual, abs=1e-10)
 
 
+def test_log_weights_are_a_detached_measurement(ppca_setup):
+    """Results carry no autograd graph, so ``float(...)`` and ``.numpy()`` work on them directly."""
+    ppca, x, vae, exact = ppca_setup
+    lw = log_weights(vae.model, vae.guide, x[:5], num_particles=4)
+    assert lw.shape == (4, 5) and not lw.requires_grad
+    assert lw.numpy().shape == (4, 5)
+
+
 def test_chunking_keeps_the_estimate(ppca_setup):
     """Particle chunks (30 per chunk, a last one of 10) combine by logaddexp into the same estimate.
 

@@ -248,3 +248,16 @@ def test_latent_and_class_grids_name_the_classes(mnist, tmp_path):
     assert {t.get_text() for t in latent.axes[0].texts} == set(names)  # the class means mu^y, by name
     samples = pyrovae.figure(vae, "samples", data=clothes)
     assert [t.get_text() for t in samples.axes[0].get_yticklabels()] == list(names)
+
+
+def test_report_shows_every_log_likelihood_estimate_and_the_gaps():
+    """report.md lists what ``pyrovae evaluate`` wrote: IS and AIS estimates and the inference gaps."""
+    from pyrovae.run_report import markdown
+
+    summary = {"log_likelihood": {"num_samples": 5000, "nats": -101.09},
+               "log_likelihood_ais": {"num_samples": 16, "nats": -99.5},
+               "inference_gaps": {"num_points": 100, "approximation_gap": 3.03, "amortization_gap": 5.55}}
+    text = markdown("run", {}, [], summary, [])
+    for row in ("| test log p(x), IS with K = 5000 | -101.090 |", "| test log p(x), AIS with 16 chains | -99.500 |",
+                "| approximation gap (100 test points) | 3.030 |", "| amortization gap (100 test points) | 5.550 |"):
+        assert row in text, text

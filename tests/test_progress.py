@@ -1,8 +1,6 @@
 """Progress output: a live bar on a terminal, plain lines (no carriage returns) in a log (issue 20)."""
 
 import io
-import subprocess
-import sys
 
 from tqdm.auto import tqdm
 
@@ -36,13 +34,4 @@ def test_no_output_when_disabled():
     assert log.getvalue() == ""
 
 
-def test_pyrovae_train_into_a_log_writes_lines_not_frames(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "pyrovae", "train", "--dataset", "synthetic", "--likelihood", "normal",
-                          "--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--out", str(tmp_path / "run"),
-                          "--no-figures", "--device", "cpu", "--estimator", "iwae", "--particles", "3"],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    assert "\r" not in run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert lines[-1].startswith("train: ") and "steps (100%)" in lines[-1], run.stderr
-    assert not any("max_plate_nesting" in line for line in lines)  # Pyro's guess is not announced at INFO
+# A real `pyrovae train` into a log: tests/test_cli.py::test_defaults_flags_and_progress_of_a_train_process.
