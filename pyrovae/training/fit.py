@@ -32,7 +32,7 @@ from ..estimators import estimator as make_estimator
 from ..evaluate import seeded
 from ..fastpath import OPTIMIZERS, build_step, make_optimizer
 from ..klweight import linear_warmup
-from ..options import TrainOptions
+from ..options import TrainOptions, device_name
 from ..runs import RunFolder
 from ..validation import check_batch_size, validate_array
 from .checkpointing import Checkpoints
@@ -79,10 +79,8 @@ def resolve_device(device: str) -> torch.device:
     """``"auto"`` picks CUDA when present; otherwise the named torch device, which must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise PyroVAEError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    device_name("device", device)  # the option's own check: a torch device string
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PyroVAEError(f"device {device!r} requested but CUDA is not available here")
     return dev
