@@ -132,7 +132,7 @@ def _posterior_points(vae, data: torch.Tensor, labels: Optional[torch.Tensor], b
     labels = vae.check_labels(labels, len(data))
     rows = [slice(i, i + batch_size) for i in range(0, len(data), batch_size)]
     with seeded(seed, data.device):  # a sampled median (a flow) is reproducible and leaves the stream alone
-        return torch.cat([posterior_point(vae.encode(data[r], None if labels is None else labels[r].to(data.device)))
+        return torch.cat([posterior_point(vae.encode_top(data[r], None if labels is None else labels[r].to(data.device)))
                           for r in rows])
 
 
@@ -188,10 +188,11 @@ def kl_per_dimension(vae, data: torch.Tensor, labels: Optional[torch.Tensor] = N
     """
     data = data.to(next(vae.parameters()).device)
     labels = vae.check_labels(labels, len(data))
-    total = torch.zeros(vae.z_dim, dtype=data.dtype, device=data.device)
+    total = torch.zeros(vae.z_top, dtype=data.dtype, device=data.device)
     for i in range(0, len(data), batch_size):
         y = None if labels is None else labels[i:i + batch_size].to(data.device)
-        q, p = _coordinates(vae.encode(data[i:i + batch_size], y)), _coordinates(vae.prior(y))
+        # The top layer (z_L against p(z_L)) where there are several; see VAE.encode_top.
+        q, p = _coordinates(vae.encode_top(data[i:i + batch_size], y)), _coordinates(vae.prior(y))
         try:
             kl = kl_divergence(q, p)
         except NotImplementedError:

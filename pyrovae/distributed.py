@@ -37,6 +37,7 @@ import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
 from .errors import DistributedError, PyroVAEError
+from .families.flow import ContextFlow
 from .fastpath import EagerStep
 
 T = TypeVar("T")
@@ -310,6 +311,9 @@ def gathered(fn, dim: int, ranks: Ranks, sizes: Sequence[int], site: str):
     if isinstance(fn, torch.distributions.Independent):
         base = gathered(fn.base_dist, dim - fn.reinterpreted_batch_ndims, ranks, sizes, site)
         return type(fn)(base, fn.reinterpreted_batch_ndims)
+    if isinstance(fn, ContextFlow):  # the amortized IAF: its per-row context is gathered like the base
+        context = ranks.gather(fn.context, len(fn.batch_shape) + dim, sizes, f"drawing site {site!r}")
+        return ContextFlow(gathered(fn.base_dist, dim, ranks, sizes, site), fn.layers, context)
     if isinstance(fn, torch.distributions.TransformedDistribution) and not fn.arg_constraints:
         # A flow (e.g. IAF) over a per-row base: its transforms are global, shared by every row.
         if len(fn.base_dist.batch_shape) == len(fn.batch_shape):

@@ -31,6 +31,7 @@ from .errors import PyroVAEError
 from .importance import (ImportanceDiagnostics, effective_sample_size, log_mean_exp, pareto_khat, summarize,
                          tail_length)
 from .estimators.weights import PARTICLE_PLATE, log_weights_of
+from .coupling import coupled_sites
 from .kl import has_closed_form_kl, latent_sites
 from .registry import Registry
 from .validation import check_positive, validate_data
@@ -138,10 +139,13 @@ def _traces(model: Callable, guide: Callable, *args, **kwargs):
     return model_trace, guide_trace
 
 
-def _site_kl(p_site, q_site) -> torch.Tensor:
-    """KL(q||p) at one site: closed form when registered, else the one-sample log q - log p."""
+def _site_kl(p_site, q_site, coupled: bool = False) -> torch.Tensor:
+    """KL(q||p) at one site: closed form when registered and valid, else the one-sample log q - log p.
+
+    ``coupled``: p reads guide samples drawn from this site (:func:`pyrovae.coupling.coupled_sites`).
+    """
     q, p, z = q_site["fn"], p_site["fn"], q_site["value"]
-    if has_closed_form_kl(q, p):
+    if not coupled and has_closed_form_kl(q, p):
         return kl_divergence(q, p).sum()
     return (q.log_prob(z) - p.log_prob(z)).sum()
 
@@ -151,11 +155,13 @@ def trace_terms(vae, x: torch.Tensor, subsample: Optional[torch.Tensor] = None, 
     """One sample of the two ELBO terms on the rows ``x[subsample]``, summed over those rows.
 
     Returns ``(recon, {site: kl})``: ``log p(x|z)`` of the observed sites, and per latent site
-    ``KL(q||p)``, closed form where registered and ``log q(z) - log p(z)`` otherwise. Not scaled
+    ``KL(q||p)``, closed form where registered and valid and ``log q(z) - log p(z)`` otherwise. Not scaled
     by ``N/M``. ``data`` (e.g. labels ``y``) goes to the model and guide.
     """
     model_trace, guide_trace = _traces(vae.model, vae.guide, x, subsample=subsample, **data)
-    kl = {name: _site_kl(p_site, q_site) for name, p_site, q_site in latent_sites(model_trace, guide_trace)
+    coupled = coupled_sites(vae.model, vae.guide, guide_trace, x, subsample=subsample, **data)
+    kl = {name: _site_kl(p_site, q_site, name in coupled)
+          for name, p_site, q_site in latent_sites(model_trace, guide_trace)
           if not site_is_subsample(p_site)}  # a plate's index site, not a latent variable
     recon = sum(s["fn"].log_prob(s["value"]).sum() for s in model_trace.nodes.values()
                 if s["type"] == "sample" and s["is_observed"])

@@ -5,16 +5,19 @@ back to sampling. pyrovae's estimators need to *know* beforehand: ``analytic``
 refuses the fallback, ``auto`` reports it. The answer depends only on the
 structure of the two distributions (their classes and how they are wrapped),
 so it is computed once per structure and memoized: the training step pays a
-dictionary lookup, not a KL evaluation.
+dictionary lookup, not a KL evaluation. Whether the closed form is also *valid* at a site
+(its prior must not read guide samples drawn from the site itself, as in a hierarchical VAE)
+is a question about the programs, answered by :mod:`pyrovae.coupling`.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Hashable
+from typing import AbstractSet, Dict, Hashable
 
 import torch
 from torch.distributions import (Distribution, Independent, LowRankMultivariateNormal, MultivariateNormal,
                                  Normal, TransformedDistribution, kl_divergence, register_kl)
+from torch.distributions.kl import _dispatch_kl, _kl_transformed_transformed
 
 ANALYTIC, SAMPLED = "analytic", "sampled"
 _MEMO: Dict[Hashable, bool] = {}
@@ -39,10 +42,14 @@ def _same_transforms(q: Distribution, p: Distribution):
 
     torch's generic KL of transformed distributions exists only then, and for
     Weibull or Kumaraswamy the transforms carry the parameters, so this part of
-    the answer is not structural and is checked on every call.
+    the answer is not structural and is checked on every call. A pair with a KL of its own (two
+    Gumbels) never reaches the generic one, so its transforms, which compare tensor values, are
+    not read: a captured step (:mod:`pyrovae.compiled`) cannot read values.
     """
     tq, tp = _transformed(q), _transformed(p)
-    return None if tq is None or tp is None else tq.transforms == tp.transforms
+    if tq is None or tp is None or _dispatch_kl(type(tq), type(tp)) is not _kl_transformed_transformed:
+        return None
+    return tq.transforms == tp.transforms
 
 
 def has_closed_form_kl(q: Distribution, p: Distribution) -> bool:
@@ -79,10 +86,14 @@ def latent_sites(model_trace, guide_trace):
             yield name, site, guide_trace.nodes[name]
 
 
-def kl_routes(model_trace, guide_trace) -> Dict[str, str]:
-    """For each latent site, ``"analytic"`` if its KL has a closed form, else ``"sampled"``."""
+def kl_routes(model_trace, guide_trace, coupled: AbstractSet[str] = frozenset()) -> Dict[str, str]:
+    """For each latent site, ``"analytic"`` if its KL has a closed form, else ``"sampled"``.
+
+    ``coupled``: sites whose prior reads guide samples drawn from the site itself
+    (:func:`pyrovae.coupling.coupled_sites`); their closed form would be biased, so they are sampled.
+    """
     return {
-        name: ANALYTIC if has_closed_form_kl(q["fn"], p["fn"]) else SAMPLED
+        name: ANALYTIC if name not in coupled and has_closed_form_kl(q["fn"], p["fn"]) else SAMPLED
         for name, p, q in latent_sites(model_trace, guide_trace)
     }
 

@@ -72,6 +72,10 @@ class LikelihoodSpec:
     :param binary: the likelihood is for binary data, so binarizing grey levels (static or
         dynamic, as in the AEVB paper's MNIST set-up) applies to it; for every other likelihood
         binarization would change the data it models, and is refused.
+    :param interleaved: with several raw outputs per dimension, they are laid out dimension by
+        dimension, ``(x_dim, outputs_per_dim)`` (``categorical``'s logits of each pixel); otherwise
+        one block of ``x_dim`` per output (``beta``'s ``[log alpha | log beta]``). The conv
+        decoder emits one channel per output and lays the channels out accordingly.
     """
 
     name: str
@@ -81,6 +85,7 @@ class LikelihoodSpec:
     description: str = ""
     encoder_input: Callable[[torch.Tensor], torch.Tensor] = _identity
     binary: bool = False
+    interleaved: bool = False
 
     def head_size(self, x_dim: int) -> int:
         """How many raw decoder outputs one data point needs."""
@@ -328,5 +333,5 @@ register_likelihood(LikelihoodSpec(
     "categorical", lambda x_dim: CategoricalLikelihood(), constraints.integer_interval(0, GREY_LEVELS - 1),
     outputs_per_dim=GREY_LEVELS,
     description=f"8-bit pixels 0..{GREY_LEVELS - 1} as {GREY_LEVELS} classes, decoder outputs their logits",
-    encoder_input=lambda x: x / (GREY_LEVELS - 1),
+    encoder_input=lambda x: x / (GREY_LEVELS - 1), interleaved=True,
 ))

@@ -31,3 +31,19 @@ def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
             layers.append(act())
         layers.append(nn.Linear(a, b))
     return nn.Sequential(*layers)
+
+
+def _paper_init(module: nn.Module) -> None:
+    """Every linear weight and bias drawn from N(0, 0.01^2): Kingma & Welling 2013, section 5."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+            nn.init.normal_(layer.bias, 0.0, 0.01)
+
+
+#: Initializations of a built model's linear layers, by name: ``torch`` keeps PyTorch's default
+#: (uniform, scaled by fan-in), ``paper`` is the AEVB paper's. Applied as ``INITS[name](vae)``,
+#: drawing from torch's global stream (seed it first).
+INITS: Registry = Registry("initialization")
+INITS.register("torch", lambda module: None)
+INITS.register("paper", _paper_init)

@@ -1,7 +1,7 @@
 """Figures of a trained VAE, one function per kind, resolved by name through :data:`PLOTS`.
 
-Image grids (``recon``, ``samples``, ``manifold``, ``interp``) are laid out by
-torchvision's :func:`~torchvision.utils.make_grid`: ``B`` images of ``H x W``
+Image grids (``recon``, ``samples``, ``manifold``, ``interp``) are laid out as
+torchvision's ``make_grid`` lays them out (:func:`image_grid`): ``B`` images of ``H x W``
 pixels in ``nrow`` columns make a grid of ``rows * (H + PADDING) + PADDING`` by
 ``cols * (W + PADDING) + PADDING`` pixels. :func:`grid_figure` shows it under a
 title, with its rows named where they differ (inputs and reconstructions, the
@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib.ticker
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure  # drawn without pyplot: no backend chosen, no global figure state
 from torch.distributions import Independent, Normal
 
@@ -159,7 +160,7 @@ def latent_codes(vae, x: torch.Tensor, labels: Optional[torch.Tensor] = None, dr
     See :func:`pyrovae.summaries.posterior_point`; call it on a seeded stream where the median
     comes from ``draws`` samples (a flow), for a reproducible code.
     """
-    return posterior_point(vae.encode(x, labels), draws)
+    return posterior_point(vae.encode_top(x, labels), draws)  # the top layer's codes (VAE.encode_top)
 
 
 def reconstruct(vae, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -198,7 +199,7 @@ def interpolate(vae, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = INTERP_S
     a, b = latent_codes(vae, torch.stack([x_a, x_b]), y)
     t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)[:, None]
     z = PATHS[path](a, b, t)
-    return mean_image(vae.decode(z, None if y is None else y[:1].expand(steps)))
+    return mean_image(vae.decode_top(z, None if y is None else y[:1].expand(steps)))
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -209,11 +210,25 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images - low) / max(high - low, 1e-12)
 
 
-def _grid(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int]) -> torch.Tensor:
-    from torchvision.utils import make_grid  # imported here: torchvision takes seconds to import
+def image_grid(images: torch.Tensor, nrow: int, padding: int = PADDING, pad_value: float = 1.0) -> torch.Tensor:
+    """``(B, H, W)`` images as one ``(3, rows * (H + padding) + padding, nrow * (W + padding) + padding)``
+    grey-level grid, row by row: the layout of torchvision's ``make_grid`` for ``B > 1``.
 
-    batch = _to_unit(images.detach().float().cpu()).reshape(-1, 1, *image_shape)
-    return make_grid(batch, nrow=nrow, padding=PADDING, pad_value=1.0)
+    Written here with one reshape instead of importing torchvision, whose import pulls in
+    TorchDynamo (seconds of start-up for a process that only draws figures).
+    """
+    b, h, w = images.shape
+    cols = min(nrow, b)
+    rows = -(-b // cols)
+    blank = images.new_full((rows * cols - b, h, w), pad_value)
+    cells = F.pad(torch.cat([images, blank]), (padding, 0, padding, 0), value=pad_value)  # top and left margins
+    grid = cells.reshape(rows, cols, h + padding, w + padding).permute(0, 2, 1, 3)
+    grid = F.pad(grid.reshape(rows * (h + padding), cols * (w + padding)), (0, padding, 0, padding), value=pad_value)
+    return grid.expand(3, *grid.shape).contiguous()
+
+
+def _grid(images: torch.Tensor, nrow: int, image_shape: Tuple[int, int]) -> torch.Tensor:
+    return image_grid(_to_unit(images.detach().float().cpu()).reshape(-1, *image_shape), nrow)
 
 
 def grid_tensor(kind: str, data: PlotData) -> torch.Tensor:
@@ -318,11 +333,11 @@ def sample_images(data: PlotData) -> Tuple[torch.Tensor, int]:
          if vae.conditioning.needs_labels else None)
     n = COLUMNS * (COLUMNS if y is None else vae.num_classes)
     z = vae.prior(y).expand((n,)).sample()
-    return mean_image(vae.decode(z, y)), COLUMNS
+    return mean_image(vae.decode_top(z, y, draw=True)), COLUMNS
 
 
 def _manifold_unavailable(data: PlotData) -> Optional[str]:
-    if data.vae.z_dim != 2:
+    if data.vae.z_top != 2:  # the top layer's z_L, decoded through the conditional means below it
         return f"the manifold needs a 2-D latent space; this run has Nz = {data.vae.z_dim}"
     if data.vae.conditioning.decoder_label:
         return "the decoder of a full CVAE needs a class label for every point of the manifold"
@@ -352,7 +367,7 @@ def manifold_latents(vae, side: int = MANIFOLD_SIDE) -> torch.Tensor:
 def manifold_images(data: PlotData) -> Tuple[torch.Tensor, int]:
     """The learned 2-D manifold: ``MANIFOLD_SIDE`` squared decodings, z1 left to right, z2 top to bottom."""
     z = manifold_latents(data.vae).to(data.x.dtype)
-    return mean_image(data.vae.decode(z)), MANIFOLD_SIDE
+    return mean_image(data.vae.decode_top(z)), MANIFOLD_SIDE
 
 
 def interp_pair(data: PlotData) -> Tuple[int, int, Optional[int]]:
@@ -434,7 +449,7 @@ def draw_latent(data: PlotData, fig) -> None:
         ax.legend(fontsize=8, loc="best")
     ax.set_xlabel(titles[0])
     ax.set_ylabel(titles[1])
-    ax.set_title(f"test codes E[z|x], Nz = {data.vae.z_dim}")
+    ax.set_title(f"test codes E[{data.vae.layers.names[-1]}|x], Nz = {data.vae.z_dim}")
 
 
 def _kl_unavailable(data: PlotData) -> Optional[str]:

@@ -164,7 +164,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu"):
         raise PyroVAEError(f"run {folder.path} was trained on in-memory data from Python; "
                            "evaluate it with pyrovae.evaluate_elbo / log_likelihood on that data")
     data = load_dataset(config.dataset, binarize=config.binarize, data_dir=config.data_dir, seed=config.seed)
-    vae = vae_from_config(config, data.x_dim)
+    vae = vae_from_config(config, data.x_dim, data.image_shape)
     try:
         vae.load_state_dict(folder.load_checkpoint()["model"])
     except (RuntimeError, KeyError) as e:

@@ -24,7 +24,7 @@ detached tensors computed without gradients.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
@@ -35,10 +35,11 @@ from torch import nn
 from .conditional import CONDITIONINGS, ClassMeanPrior, with_label
 from .data import validate_labels
 from .errors import PyroVAEError
-from .families import FAMILIES, PRIORS, check_compatible
+from .architectures import ARCHITECTURES, NetworkSizes
+from .families import FAMILIES, PRIORS, EncoderView, check_compatible
+from .hierarchy import LatentStack, compact_hidden, compact_sizes, latent_sizes, layer_hidden
 from .klweight import KLWeight
 from .likelihoods import LIKELIHOODS
-from .networks import mlp
 from .summaries import mean_image, posterior_point
 from .validation import check_positive, check_rows
 
@@ -51,7 +52,8 @@ class Generated(NamedTuple):
     Bernoulli pixels are speckled, their probabilities are the picture.
     """
 
-    #: Latents drawn from the prior ``p(z)`` (``p(z|y)`` for the class-mean prior), ``(n, z_dim)``.
+    #: Latents drawn from the prior ``p(z)`` (``p(z|y)`` for the class-mean prior), ``(n, z_dim)``;
+    #: for several stochastic layers, the top layer's ``z_L ~ p(z_L)``.
     z: torch.Tensor
     #: The decoder's mean ``E[x|z]``: Bernoulli probabilities, a Gaussian's location, the expected
     #: grey level for ``categorical``; ``(n, x_dim)``.
@@ -68,8 +70,10 @@ class VAE(nn.Module):
     :func:`pyro.clear_param_store` before training a second VAE with plain SVI.
 
     :param x_dim: size of one (flattened) data point.
-    :param z_dim: number of latent dimensions.
-    :param hidden: hidden layer sizes of the encoder; the decoder mirrors them.
+    :param z_dim: number of latent dimensions; a tuple ``(100, 50)`` gives one stochastic layer per
+        size, bottom-up, with Pyro sites ``z1, z2, ...`` (see :mod:`pyrovae.hierarchy`).
+    :param hidden: hidden layer sizes of the encoder; the decoder mirrors them. With several
+        stochastic layers, one tuple per layer (``((100, 100), (50, 50))``) or one reused by all.
     :param activation: activation between layers (see ``networks.ACTIVATIONS``).
     :param posterior: family of ``q(z|x)`` (see ``families.FAMILIES``).
     :param prior: a prior in ``families.PRIORS`` (every family with standard parameters,
@@ -87,13 +91,17 @@ class VAE(nn.Module):
     :param num_classes: number of classes ``C`` of the labels ``0..C-1``; needed
         when ``conditional`` is not ``none``. With ``full`` the default networks
         take ``x_dim + C`` and ``z_dim + C`` inputs.
+    :param arch: architecture of the default encoder and decoder (see
+        :data:`pyrovae.architectures.ARCHITECTURES`): ``mlp``, or ``conv`` for images.
+    :param image_shape: ``(height, width)`` of a data row, needed by ``arch="conv"``
+        (a dataset's ``image_shape``).
     """
 
     def __init__(
         self,
         x_dim: int,
-        z_dim: int = 20,
-        hidden: Sequence[int] = (400,),
+        z_dim: Union[int, Sequence[int]] = 20,
+        hidden: Sequence = (400,),
         activation: str = "relu",
         posterior: str = "normal",
         prior: Optional[str] = None,
@@ -102,10 +110,16 @@ class VAE(nn.Module):
         decoder: Optional[nn.Module] = None,
         conditional: str = "none",
         num_classes: Optional[int] = None,
+        arch: str = "mlp",
+        image_shape: Optional[Tuple[int, int]] = None,
     ) -> None:
         super().__init__()
-        check_positive(x_dim=x_dim, z_dim=z_dim, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
-        self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, tuple(hidden)
+        sizes = latent_sizes(z_dim)
+        hiddens = layer_hidden(hidden, len(sizes))
+        check_positive(x_dim=x_dim, **{f"hidden[{i}]": h for i, h in enumerate(h for hs in hiddens for h in hs)})
+        self.x_dim, self.z_dim, self.hidden = x_dim, compact_sizes(z_dim), compact_hidden(hidden)
+        #: The top stochastic layer's size: what the prior, :meth:`embed` and the figures see.
+        self.z_top = sizes[-1]
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
         prior_spec = PRIORS.get(prior, "prior family")
@@ -113,31 +127,24 @@ class VAE(nn.Module):
                       "conditional": conditional}
         check_compatible(self.posterior_family, prior, prior_spec.support)
         self.conditioning = CONDITIONINGS.get(conditional)
-        self.num_classes = self._check_classes(num_classes, prior)
+        self.num_classes = _class_count(self.conditioning, num_classes, prior)
         #: The weight of the KL term (beta of Higgins et al. 2017); 1 gives the ELBO. See :meth:`kl_weighted`.
         self.kl_weight = 1.0
         self.likelihood_spec = LIKELIHOODS[likelihood]
-        self.prior = ClassMeanPrior(z_dim, num_classes) if self.conditioning.class_prior else prior_spec.build(z_dim)
-        self.posterior = self.posterior_family.posterior_head(z_dim)
+        # A prior built from the encoder (the VampPrior) is made once the encoder exists, below.
+        self.prior = (ClassMeanPrior(self.z_top, num_classes) if self.conditioning.class_prior
+                      else None if prior_spec.uses_encoder else prior_spec.build(self.z_top))
+        self.posterior = self.posterior_family.posterior_head(sizes[0])
         self.likelihood = self.likelihood_spec.build(x_dim)
-        labels = self.num_classes or 0  # a CVAE's networks also read the one-hot label
-        enc_in = x_dim + labels * self.conditioning.encoder_label
-        dec_in = z_dim + labels * self.conditioning.decoder_label
-        self.encoder = encoder if encoder is not None else mlp(
-            [enc_in, *self.hidden, self.posterior_family.head_size(z_dim)], activation)
-        self.decoder = decoder if decoder is not None else mlp(
-            [dec_in, *reversed(self.hidden), self.likelihood_spec.head_size(x_dim)], activation)
-
-    def _check_classes(self, num_classes: Optional[int], prior: str) -> Optional[int]:
-        if not self.conditioning.needs_labels:
-            return None
-        if num_classes is None:
-            raise PyroVAEError(f"conditional {self.conditioning.name!r} needs num_classes (the labels' class count)")
-        check_positive(num_classes=num_classes)
-        if self.conditioning.class_prior and prior != "normal":
-            raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of Su 2018, eq. 8; "
-                               f"it replaces the 'normal' prior, not {prior!r}")
-        return num_classes
+        self.names["arch"], self.image_shape = arch, None if image_shape is None else tuple(image_shape)
+        nets, net_sizes = ARCHITECTURES.get(arch, "architecture"), _network_sizes(self, sizes[0], hiddens[0])
+        self.encoder = encoder if encoder is not None else nets.encoder(net_sizes)
+        self.decoder = decoder if decoder is not None else nets.decoder(net_sizes)
+        #: The latent sites and the networks between stochastic layers (none for one layer).
+        self.layers = LatentStack(sizes, hiddens, self.posterior_family, activation)
+        if self.prior is None:
+            self.prior = prior_spec.make(self.z_top, EncoderView(
+                x_dim, self.encode_top, self.posterior, net_sizes.enc_out, bool(self.conditioning.encoder_label)))
 
     # -- the two Pyro programs -------------------------------------------------------------
 
@@ -153,7 +160,7 @@ class VAE(nn.Module):
         with pyro.plate("data", size=x.shape[0], subsample=subsample):
             xb, yb = _rows(x, subsample), _rows(y, subsample)
             with self._weighted_kl():
-                z = pyro.sample("z", self.prior(yb))
+                z = self.layers.model(self.prior(yb))  # z ~ p(z), or z_L ~ p(z_L) down to z_1
             return pyro.sample("x", self.decode(z, yb), obs=xb)
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None,
@@ -166,7 +173,7 @@ class VAE(nn.Module):
             # The same weight as the model's z site: TraceMeanField_ELBO scales its closed-form
             # KL by the guide site's scale alone.
             with self._weighted_kl():
-                return pyro.sample("z", self.encode(xb, yb))
+                return self.layers.guide(self.encode(xb, yb))  # z ~ q(z|x), or z_1 ~ q(z_1|x) up to z_L
 
     # -- the KL weight (beta-VAE's beta) ----------------------------------------------------
 
@@ -240,7 +247,7 @@ class VAE(nn.Module):
             y = torch.full((n,), y, dtype=torch.int64)
         y = self._device_labels(y, n, "sample labels y")
         z = self.prior(y).expand((n,)).sample()
-        px = self.decode(z, y)
+        px = self.decode_top(z, y, draw=True)
         return Generated(z, mean_image(px), px.sample())
 
     @torch.no_grad()
@@ -249,18 +256,30 @@ class VAE(nn.Module):
 
         The point summary of :func:`pyrovae.summaries.posterior_point` that every figure and
         diagnostic uses (a Cauchy posterior: its location; a flow: the median of samples from the
-        global stream). ``x``: rows ``(N, x_dim)``; ``y``: their labels, needed by conditional VAEs.
-        Returns a detached ``(N, z_dim)`` tensor.
+        global stream). With several stochastic layers, the top layer's code, each layer's point
+        summary passed up the guide (:meth:`encode_top`). ``x``: rows ``(N, x_dim)``; ``y``: their
+        labels, needed by conditional VAEs. Returns a detached ``(N, z_top)`` tensor.
         """
         x = self._device_rows(x, "rows to embed")
-        return posterior_point(self.encode(x, self._device_labels(y, len(x), "labels y")))
+        return posterior_point(self.encode_top(x, self._device_labels(y, len(x), "labels y")))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The decoder's mean ``E[x | z = embed(x)]`` for each row: a detached ``(N, x_dim)`` tensor."""
+        """The decoder's mean ``E[x | z]`` at each row's code ``z`` (of ``z_1`` where there are several
+        layers; :meth:`embed` for one): a detached ``(N, x_dim)`` tensor."""
         x = self._device_rows(x, "rows to reconstruct")
         y = self._device_labels(y, len(x), "labels y")
-        return mean_image(self.decode(self.embed(x, y), y))
+        return mean_image(self.decode(posterior_point(self.encode(x, y)), y))
+
+    def encode_top(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
+        """The top layer's ``q(z_L|z_{L-1})`` at the point codes of the layers below; :meth:`encode` for one layer."""
+        return self.layers.ascend(self.encode(x, y))
+
+    def decode_top(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, draw: bool = False
+                   ) -> dist.TorchDistribution:
+        """``p(x|z_1)`` below a top-layer ``z``: :meth:`decode` for one layer, else through each
+        ``p(z_l|z_{l+1})``'s point summary, or a draw of it where ``draw``."""
+        return self.decode(self.layers.descend(z, draw), y)
 
     def _device_rows(self, x, what: str) -> torch.Tensor:
         param = next(self.parameters())
@@ -276,14 +295,39 @@ class VAE(nn.Module):
         """The sizes and registry names, shown by ``print(vae)``."""
         n = self.names
         return (f"x_dim={self.x_dim}, z_dim={self.z_dim}, hidden={self.hidden}, posterior={n['posterior']!r}, "
-                f"prior={n['prior']!r}, likelihood={n['likelihood']!r}, conditional={n['conditional']!r}")
+                f"prior={n['prior']!r}, likelihood={n['likelihood']!r}, conditional={n['conditional']!r}, "
+                f"arch={n['arch']!r}")
+
+
+def _class_count(conditioning, num_classes: Optional[int], prior: str) -> Optional[int]:
+    """The labels' class count a conditional VAE needs (``None`` for an unconditional one), checked."""
+    if not conditioning.needs_labels:
+        return None
+    if num_classes is None:
+        raise PyroVAEError(f"conditional {conditioning.name!r} needs num_classes (the labels' class count)")
+    check_positive(num_classes=num_classes)
+    if conditioning.class_prior and prior != "normal":
+        raise PyroVAEError(f"conditional 'prior' is the prior N(mu_y, I) of Su 2018, eq. 8; "
+                           f"it replaces the 'normal' prior, not {prior!r}")
+    return num_classes
+
+
+def _network_sizes(vae: VAE, z_dim: int, hidden: Sequence[int]) -> NetworkSizes:
+    """What the architecture builds the encoder ``x -> q(z_1|x)`` and decoder ``z_1 -> p(x|z_1)`` from."""
+    labels = vae.num_classes or 0  # a CVAE's networks also read the one-hot label
+    return NetworkSizes(vae.x_dim, vae.x_dim + labels * vae.conditioning.encoder_label,
+                        vae.posterior_family.head_size(z_dim), z_dim + labels * vae.conditioning.decoder_label,
+                        vae.likelihood_spec.outputs_per_dim, tuple(hidden), vae.names["activation"],
+                        vae.image_shape, vae.likelihood_spec.interleaved)
 
 
 def _rows(t: Optional[torch.Tensor], subsample: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or subsample is None else t[subsample]
 
 
-def vae_from_config(config, x_dim: int) -> VAE:
-    """Build the :class:`VAE` a :class:`~pyrovae.config.RunConfig` describes, for data of size ``x_dim``."""
+def vae_from_config(config, x_dim: int, image_shape: Optional[Tuple[int, int]] = None) -> VAE:
+    """Build the :class:`VAE` a :class:`~pyrovae.config.RunConfig` describes, for data of size ``x_dim``
+    (rows that are ``image_shape`` images, which ``arch="conv"`` needs)."""
     return VAE(x_dim, config.latent_dim, config.hidden, config.activation, config.posterior, config.prior,
-               config.likelihood, conditional=config.conditional, num_classes=config.num_classes)
+               config.likelihood, conditional=config.conditional, num_classes=config.num_classes,
+               arch=config.arch, image_shape=image_shape)

@@ -33,6 +33,9 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=6)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--posterior", default="normal")
+    p.add_argument("--prior", default=None)
+    p.add_argument("--arch", default="mlp", help="mlp, or conv (the 16 columns as 4x4 images)")
+    p.add_argument("--latent", type=int, nargs="+", default=[3], help="one size per stochastic layer")
     p.add_argument("--conditional", default="none")
     p.add_argument("--out", default=None)
     p.add_argument("--resume", action="store_true")
@@ -71,8 +74,10 @@ def train(args, ranks) -> dict:
     if args.model == "fa":  # a Pyro model that is not a VAE, and takes no labels
         vae, labels = FactorAnalysis(16, 3), (None, None)
     else:
-        vae = VAE(16, 3, (12,), posterior=args.posterior, likelihood="bernoulli", conditional=args.conditional,
-                  num_classes=3 if args.conditional != "none" else None)
+        vae = VAE(16, tuple(args.latent), (12,), posterior=args.posterior, likelihood="bernoulli",
+                  conditional=args.conditional,
+                  num_classes=3 if args.conditional != "none" else None, prior=args.prior, arch=args.arch,
+                  image_shape=(4, 4))
 
     seen = []  # rows of x the model gets while training: the whole set, or a rank's shard
     model = vae.model

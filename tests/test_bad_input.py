@@ -36,6 +36,11 @@ BAD = {
     "unknown optimizer": (["train", "--optimizer", "adamw"], "did you mean 'adam'"),
     "unknown binarization": (["train", "--binarize", "dynamc"], "did you mean 'dynamic'"),
     "unknown activation": (["train", "--activation", "rellu"], "did you mean 'relu'"),
+    "unknown architecture": (["train", "--arch", "cnv"], "did you mean 'conv'"),
+    "conv on data that are not images": (["train", "--dataset", "synthetic", "--arch", "conv"],
+                                         "architecture 'conv' is for image data"),
+    "vamp prior with a conditional encoder": (["train", "--prior", "vamp", "--conditional", "full"],
+                                              "pseudo-inputs have no class labels"),
     "unknown device": (["train", "--device", "tpu"], "unknown device 'tpu'"),
     # -- train: sizes and numbers ----------------------------------------------------------------
     "zero latent": (["train", "--latent-dim", 0], "latent-dim must be a positive integer"),

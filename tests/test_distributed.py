@@ -35,7 +35,11 @@ GRID = ([{"name": f"estimator-{e}", "estimator": e, "particles": 4 if e in ("iwa
            {"name": "uneven-shards", "rows": 70, "batch_size": 7},
            {"name": "dynamic-binarization", "dynamic": True, "estimator": "stl"},
            {"name": "conditional-prior", "conditional": "prior"},
+           {"name": "two-layers-auto", "latent": [3, 2], "estimator": "auto"},
+           {"name": "two-layers-iwae", "latent": [3, 2], "estimator": "iwae", "particles": 4},
            {"name": "conditional-full", "conditional": "full", "rows": 70, "batch_size": 7},
+           {"name": "conv", "arch": "conv"},
+           {"name": "vamp", "prior": "vamp"},
            {"name": "factor-analysis", "model": "fa", "estimator": "analytic"}])
 
 

@@ -216,6 +216,17 @@ def test_figure_returns_the_drawing_for_a_notebook(run2d, tmp_path, kind):
         assert drawn.shape == written.shape and float(abs(drawn - written).max()) <= 2 / 255 + 1e-6
 
 
+@pytest.mark.parametrize("count, nrow", [(2, 3), (7, 2), (16, 8), (17, 8), (64, 8)])
+def test_image_grid_lays_out_images_as_torchvision_does(count, nrow):
+    from torchvision.utils import make_grid
+
+    from pyrovae.plots import PADDING, image_grid
+
+    images = torch.rand(count, 5, 4, generator=torch.Generator().manual_seed(count))
+    expected = make_grid(images[:, None], nrow=nrow, padding=PADDING, pad_value=1.0)
+    assert torch.equal(image_grid(images, nrow), expected)
+
+
 def test_grid_shows_each_image_pixel_as_a_square_block(tmp_path):
     """Small grids are scaled up by a whole number, nearest neighbour: sharp, and exactly the images."""
     from pyrovae.plots import _grid, grid_figure, save_figure

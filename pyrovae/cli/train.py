@@ -8,6 +8,7 @@ import time
 
 import pyro
 
+from ..architectures import ARCHITECTURES
 from ..conditional import CONDITIONINGS, count_classes
 from ..config import RunConfig
 from ..data import load_dataset
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if CONDITIONINGS[config.conditional].needs_labels and config.num_classes is None:
         config = dataclasses.replace(config, num_classes=count_classes(data.train_labels))
     pyro.set_rng_seed(config.seed)  # the initial weights belong to the seed too
-    vae = vae_from_config(config, data.x_dim)
+    vae = vae_from_config(config, data.x_dim, data.image_shape)
     result = fit(vae, data, out=args.out, resume=args.resume, config=config, progress=not args.no_progress,
                  ranks=ranks, figures=not args.no_figures)
     if ranks is None or ranks.main:
@@ -79,8 +80,10 @@ def _check_names(config: RunConfig) -> None:
     CONDITIONINGS.check(config.conditional)
     if config.tensorboard:
         require_tensorboard()  # before any work: a missing package is bad input too
-    # Builds nothing big; raises what the real VAE would. The class count comes from the data later.
-    vae_from_config(dataclasses.replace(config, num_classes=config.num_classes or 2), x_dim=1)
+    # Builds nothing big; raises what the real VAE would. The class count and the image shape
+    # (which --arch conv needs) come from the data later.
+    ARCHITECTURES.check(config.arch)
+    vae_from_config(dataclasses.replace(config, num_classes=config.num_classes or 2, arch="mlp"), x_dim=1)
 
 
 def _print_result(out: str, last: dict, summary: dict, files: dict) -> None:

@@ -6,18 +6,22 @@ Pyro's :class:`~pyro.infer.TraceMeanField_ELBO` computes this, but where no
 closed form is registered it quietly samples the KL instead, so a user who
 asked for SGVB-B may be running SGVB-A. :class:`AnalyticELBO` checks every
 latent site first and raises, naming the site and the (posterior, prior) pair.
+It also refuses a site whose prior reads guide samples drawn from the site itself
+(the lower layers of a hierarchical VAE; :mod:`pyrovae.coupling`), where the closed
+form would bias the ELBO and Pyro's ``TraceMeanField_ELBO`` would use it anyway.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, FrozenSet, Hashable
 
 import torch
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
 from torch.distributions import kl_divergence
 
+from ..coupling import coupled_sites, structure_key
 from ..errors import PyroVAEError
 from ..kl import ANALYTIC, SAMPLED, describe, kl_routes
 from .base import SyncFreeLoss, loss_pair
@@ -46,13 +50,30 @@ class AnalyticELBO(SyncFreeLoss, TraceMeanField_ELBO):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kl_routes: Dict[str, str] = {}
+        self._coupled: Dict[Hashable, FrozenSet[str]] = {}  # per program structure, see _coupled_sites
 
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
-        self.kl_routes = kl_routes(model_trace, guide_trace)
+        # Trace_ELBO's traces, without TraceMeanField_ELBO's check that both programs visit the sites
+        # in the same order: that check warns on every valid top-down model with a bottom-up guide,
+        # and the bias it guards against is found exactly by coupled_sites.
+        model_trace, guide_trace = Trace_ELBO._get_trace(self, model, guide, args, kwargs)
+        coupled = self._coupled_sites(model, guide, model_trace, guide_trace, args, kwargs)
+        self.kl_routes = kl_routes(model_trace, guide_trace, coupled)
         if self.strict:
-            self._refuse_sampled(model_trace, guide_trace)
+            self._refuse_sampled(model_trace, guide_trace, coupled)
         return model_trace, guide_trace
+
+    def _coupled_sites(self, model, guide, model_trace, guide_trace, args, kwargs) -> FrozenSet[str]:
+        """Sites whose closed form would be biased (a prior reading the site's own guide sample).
+
+        Found once per program structure: a one-layer VAE pays a dictionary lookup per step.
+        """
+        key = structure_key(model_trace, guide_trace)
+        if key not in self._coupled:
+            pairs = kl_routes(model_trace, guide_trace)
+            self._coupled[key] = (coupled_sites(model, guide, guide_trace, *args, **kwargs)
+                                  if ANALYTIC in pairs.values() else frozenset())
+        return self._coupled[key]
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         # Pyro's TraceMeanField_ELBO computes the same sum, then calls .item() on it (a host sync).
@@ -80,8 +101,13 @@ class AnalyticELBO(SyncFreeLoss, TraceMeanField_ELBO):
             return scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
         return guide_site["score_parts"].entropy_term.sum() - model_site["log_prob_sum"]
 
-    def _refuse_sampled(self, model_trace, guide_trace) -> None:
+    def _refuse_sampled(self, model_trace, guide_trace, coupled: FrozenSet[str]) -> None:
         for name, route in self.kl_routes.items():
+            if name in coupled:
+                raise MissingKLError(
+                    f"estimator 'analytic' cannot use a closed-form KL at site {name!r}: its prior reads guide "
+                    f"samples drawn from {name!r} itself (a bottom-up guide), so the closed form would bias the "
+                    "ELBO; use 'auto' (samples that site) or 'mc'")
             if route == SAMPLED:
                 q = describe(guide_trace.nodes[name]["fn"])
                 p = describe(model_trace.nodes[name]["fn"])

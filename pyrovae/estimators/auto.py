@@ -1,8 +1,11 @@
 """Closed-form KL where one exists, sampling elsewhere (Pyro's mean-field behaviour, made visible).
 
 Per site, this is SGVB-B (eq. 7) when ``kl_divergence(q, p)`` is registered
-and SGVB-A (eq. 6) otherwise. Unlike Pyro's ``TraceMeanField_ELBO`` it
-reports which route each site took in :attr:`AnalyticELBO.kl_routes`.
+and valid there, and SGVB-A (eq. 6) otherwise. Unlike Pyro's ``TraceMeanField_ELBO``
+it reports which route each site took in :attr:`AnalyticELBO.kl_routes`, and it
+samples a site whose prior reads guide samples drawn from the site itself (the
+lower layers of a hierarchical VAE; :mod:`pyrovae.coupling`), where the closed
+form would be a biased ELBO.
 """
 
 from __future__ import annotations

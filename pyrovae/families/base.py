@@ -188,8 +188,13 @@ def _coordinates(c: Constraint) -> Constraint:
     return c.base_constraint if isinstance(c, constraints.independent) else c
 
 
-def support_str(c: Constraint) -> str:
-    """A short name for a latent support: ``Real()^k`` for a vector of reals, ``Simplex()`` ..."""
+def support_str(c: Optional[Constraint]) -> str:
+    """A short name for a latent support: ``Real()^k`` for a vector of reals, ``Simplex()`` ...
+
+    ``None`` is the support of a prior made of the posterior's own distributions (the VampPrior).
+    """
+    if c is None:
+        return "the posterior's"
     return f"{_coordinates(c)}^k" if isinstance(c, constraints.independent) else str(c)
 
 
@@ -211,9 +216,12 @@ def support_within(inner: Constraint, outer: Constraint) -> bool:
     return lo_o <= lo_i and hi_i <= hi_o
 
 
-def check_compatible(posterior: Family, prior_name: str, prior_support: Constraint) -> None:
-    """Refuse a posterior that can put mass where the prior has none (KL would be infinite)."""
-    if not support_within(posterior.support, prior_support):
+def check_compatible(posterior: Family, prior_name: str, prior_support: Optional[Constraint]) -> None:
+    """Refuse a posterior that can put mass where the prior has none (KL would be infinite).
+
+    A prior support of ``None`` is the posterior's own (a prior made of the posterior's distributions).
+    """
+    if prior_support is not None and not support_within(posterior.support, prior_support):
         raise PyroVAEError(
             f"posterior {posterior.name!r} (support {support_str(posterior.support)}) is not inside "
             f"the support of prior {prior_name!r} ({support_str(prior_support)}): KL(q||p) would be infinite"

@@ -19,7 +19,7 @@ from torch.distributions.utils import clamp_probs
 from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
 from .base import ParametricFamily, Param
-from .flow import FlowFamily
+from .flow import AmortizedFlowFamily, FlowFamily
 from .registry import register_family
 
 _real, _pos = constraints.real, constraints.positive
@@ -50,8 +50,9 @@ class StandardNormal(dist.Normal):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Elementwise ``log N(value; 0, 1)``, broadcast against the batch shape."""
         lp = value.pow(2).mul(-0.5).sub(_HALF_LOG_2PI)
-        shape = torch.broadcast_shapes(lp.shape, self.batch_shape)
-        return lp if lp.shape == shape else lp.expand(shape)
+        # broadcast_tensors, not torch.broadcast_shapes: in eager mode the latter imports
+        # torch.fx's symbolic shapes and sympy (half a second) the first time it runs.
+        return lp if lp.shape == self.batch_shape else torch.broadcast_tensors(lp, self.loc)[0]
 
     def expand(self, batch_shape, _instance=None) -> "StandardNormal":
         """The standard normal for a larger batch."""
@@ -151,4 +152,8 @@ def lowrank_normal(name: str, rank: int) -> ParametricFamily:
 
 
 register_family(lowrank_normal("lowrank-normal", rank=2))
-register_family(FlowFamily("iaf", num_transforms=2, description="2 IAF layers over an amortized diagonal Normal"))
+register_family(AmortizedFlowFamily("iaf", num_transforms=2, description="2 amortized IAF layers (Kingma et al. "
+                                                                         "2016): the encoder's context h feeds each"))
+# The flow that was ``iaf`` before the amortized one (config.py loads old runs of ``iaf`` as it).
+register_family(FlowFamily("iaf-global", num_transforms=2, description="2 global IAF layers (they do not see x) "
+                                                                       "over an amortized diagonal Normal"))

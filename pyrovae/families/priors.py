@@ -9,9 +9,10 @@ import torch
 from torch import nn
 from torch.distributions import biject_to, constraints
 
+from ..errors import PyroVAEError
 from ..kl import has_closed_form_kl
 from .base import FAMILIES, support_within
-from .registry import PRIORS, PriorSpec, register_prior
+from .registry import PRIORS, EncoderView, PriorSpec, register_prior
 
 
 class MixturePrior(nn.Module):
@@ -42,17 +43,27 @@ def closed_form_table(z_dim: int = 2) -> Dict[Tuple[str, str], str]:
     """``{(posterior, prior): "yes" | "-" | "x"}`` over all registered families and priors.
 
     ``yes``: ``kl_divergence`` has a closed form; ``-``: only a sampled KL;
-    ``x``: the posterior's support is not inside the prior's.
+    ``x``: the posterior's support is not inside the prior's, or the prior cannot be built
+    from it (a VampPrior of a posterior that cannot be mixed).
     """
     table = {}
     probe = torch.Generator().manual_seed(0)
     for q_name, family in FAMILIES.items():
         # Random parameters: a probe equal to the prior's would make some KLs look available
         # (torch's transformed-distribution rule needs identical transforms).
-        q = family.posterior_head(z_dim)(torch.randn(1, family.head_size(z_dim), generator=probe))
+        head, size = family.posterior_head(z_dim), family.head_size(z_dim)
+        q = head(torch.randn(1, size, generator=probe))
+        encoder = EncoderView(1, lambda u: head(torch.randn(len(u), size, generator=probe)), head, size)
         for p_name, spec in PRIORS.items():
-            if not support_within(family.support, spec.support):
-                table[q_name, p_name] = "x"
-            else:
-                table[q_name, p_name] = "yes" if has_closed_form_kl(q, spec.build(z_dim)()) else "-"
+            table[q_name, p_name] = _closed_form_entry(family, q, spec, z_dim, encoder)
     return table
+
+
+def _closed_form_entry(family, q, spec: PriorSpec, z_dim: int, encoder: EncoderView) -> str:
+    if spec.support is not None and not support_within(family.support, spec.support):
+        return "x"
+    try:
+        prior = spec.make(z_dim, encoder)
+    except PyroVAEError:  # e.g. a VampPrior of a posterior that cannot be mixed
+        return "x"
+    return "yes" if has_closed_form_kl(q, prior()) else "-"

@@ -110,4 +110,4 @@ def run_config(model: Any, options: Any, dynamic: bool) -> Dict[str, Any]:
     return RunConfig(**options.to_dict(), dataset=None, binarize="dynamic" if dynamic else "none",
                      latent_dim=model.z_dim, hidden=model.hidden, activation=names["activation"],
                      posterior=names["posterior"], prior=names["prior"], likelihood=names["likelihood"],
-                     conditional=names["conditional"], num_classes=model.num_classes).to_dict()
+                     conditional=names["conditional"], num_classes=model.num_classes, arch=names["arch"]).to_dict()
