@@ -103,9 +103,9 @@ def _variance_rows(result: Dict[str, Any]) -> List[List[Any]]:
     for run in result["runs"]:
         if run["estimator"] != ref or run["seed"] != 0:
             continue
-        for epoch, probe in sorted(run["gradients"].items(), key=lambda kv: int(kv[0])):
+        for seen, probe in sorted(run["gradients"].items(), key=lambda kv: int(kv[0])):
             for est, groups in probe[f"ratios_to_{ref}"].items():
-                rows += [[run["z_dim"], epoch, net, f"{est} / {ref}", _number(r["ratio"], ".3g"), _interval(r)]
+                rows += [[run["z_dim"], seen, net, f"{est} / {ref}", _number(r["ratio"], ".3g"), _interval(r)]
                          for net, r in groups.items()]
     return rows
 
@@ -131,7 +131,7 @@ def markdown(result: Dict[str, Any], summary: Dict[str, Any], comparisons: List[
         "# Estimator comparison", "",
         f"Dataset `{result['dataset']}` (binarization {result['binarize']}), setup `{result['setup']}` "
         f"({result['setup_detail']}), lr {result['lr']}, M = {result['batch_size']}, "
-        f"L/K = {result['particles']}, {result['epochs']} epochs, {result['seeds']} seeds per cell, "
+        f"L/K = {result['particles']}, {budget_text(result)}, {result['seeds']} seeds per cell, "
         f"device {result['runs'][0]['device']}. Values: mean ± 95% t-interval over seeds, nats per test point.",
         "", _results_table(result, summary),
     ]
@@ -144,17 +144,29 @@ def markdown(result: Dict[str, Any], summary: Dict[str, Any], comparisons: List[
     if rows:
         lines += ["", "## Gradient variance ratios at fixed parameters", "",
                   f"Total gradient variance of each estimator over that of `{ref}`, {result['grad_repeats']} "
-                  f"independent estimates on one fixed minibatch at the parameters of the seed-0 `{ref}` run at "
-                  "each epoch; 95% bootstrap interval (n/a with fewer than five estimates).", "",
-                  markdown_table(["Nz", "epoch", "network", "ratio", "value", "95% CI"], rows, code=())]
+                  f"independent estimates on one fixed minibatch at the parameters of the seed-0 `{ref}` run "
+                  "after each number of training samples; 95% bootstrap interval (n/a with fewer than five "
+                  "estimates).", "",
+                  markdown_table(["Nz", "samples seen", "network", "ratio", "value", "95% CI"], rows, code=())]
     lines += ["", "## Figures", "", "![Figure 2](figure2.png)", "", "![gradient variance](grad_variance.png)",
               "", "![time per step](time_per_step.png)", ""]
     return "\n".join(lines)
 
 
+def budget_text(result: Dict[str, Any]) -> str:
+    """The training budget of every run, as the report states it."""
+    samples = result.get("samples")
+    return f"{result['epochs']} epochs" if samples is None else f"{samples:.3g} training samples per run"
+
+
+def _records(run: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """A run's learning curve: the log-spaced points when recorded, else one record per epoch."""
+    return run.get("curve") or run["metrics"]
+
+
 def _curves(runs, key):
-    xs = [r["samples_seen"] for r in runs[0]["metrics"]]
-    ys = [[r["metrics"][i][key] for r in runs] for i in range(len(xs))]
+    xs = [r["samples_seen"] for r in _records(runs[0])]
+    ys = [[_records(r)[i][key] for r in runs] for i in range(len(xs))]
     return xs, [sum(v) / len(v) for v in ys], [min(v) for v in ys], [max(v) for v in ys]
 
 
@@ -170,7 +182,7 @@ def figure2(result: Dict[str, Any], path: Path) -> None:
             # iwae/dreg train the IWAE bound: their train curve says so (train_iwae, not train_elbo).
             for key, style, what in (("test_elbo", "-o", "test"), ("train_elbo", "--o", "train"),
                                      ("train_iwae", ":o", "train IWAE bound")):
-                if key not in cells[z, est][0]["metrics"][0]:
+                if key not in _records(cells[z, est][0])[0]:
                     continue
                 xs, mean, low, high = _curves(cells[z, est], key)
                 ax.plot(xs, mean, style, color=color, markersize=3, label=f"{est} ({what})")
@@ -192,13 +204,15 @@ def grad_variance_figure(result: Dict[str, Any], path: Path) -> None:
     for col, z in enumerate(dims):
         for i, est in enumerate(result["estimators"]):
             run = next(r for r in result["runs"] if r["z_dim"] == z and r["estimator"] == est and r["seed"] == 0)
-            epochs = sorted(run["gradients"], key=int)
+            seen = sorted(run["gradients"], key=int)
             for row, net in enumerate(("encoder", "decoder")):
-                ys = [run["gradients"][e]["stats"][est][net]["total_variance"] for e in epochs]
-                axes[row][col].plot([int(e) for e in epochs], ys, "o-", color=f"C{i}", label=est)
+                ys = [run["gradients"][s]["stats"][est][net]["total_variance"] for s in seen]
+                axes[row][col].plot([int(s) for s in seen], ys, "o-", color=f"C{i}", label=est)
                 axes[row][col].set_yscale("log")
+                # symlog: the probe at the initial weights (0 samples) sits left of the log-spaced ones
+                axes[row][col].set_xscale("symlog", linthresh=max(1, result["batch_size"]))
                 axes[row][col].set_title(f"{net}, Nz = {z}")
-        axes[1][col].set_xlabel("epoch")
+        axes[1][col].set_xlabel("training samples seen")
     axes[0][0].set_ylabel("tr Var[gradient]")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("Total gradient variance at fixed parameters (seed-0 runs)", fontsize=10)

@@ -18,7 +18,7 @@ def test_compare_writes_every_report_file(tmp_path):
     out = tmp_path / "cmp"
     res = subprocess.run([sys.executable, "-m", "pyrovae", "compare", "--estimators", "mc,analytic",
                           "--latent-dims", "2,5", "--epochs", "1", "--seeds", "2", "--ll-samples", "20",
-                          "--grad-repeats", "6", "--dataset", "mnist-5k", "--device", "cpu", "--out", str(out),
+                          "--grad-repeats", "6", "--curve-points", "3", "--grad-points", "1", "--dataset", "mnist-5k", "--device", "cpu", "--out", str(out),
                           "--no-progress"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     for name in ("report.json", "report.md", "figure2.png", "grad_variance.png", "time_per_step.png"):
@@ -31,7 +31,8 @@ def test_compare_writes_every_report_file(tmp_path):
     assert set(report["summary"]) == {"2/mc", "2/analytic", "5/mc", "5/analytic"}
     assert {c["verdict"] for c in report["comparisons"]} <= {"no difference", "mc better", "analytic better"}
     run = report["runs"][0]
-    assert set(run["gradients"]) == {"0", "1"}  # checkpoints: initialization and the end
+    assert set(run["gradients"]) == {"0", str(run["samples_seen"])}  # probes: initialization and the end
+    assert [point["samples_seen"] for point in run["curve"]][-1] == run["samples_seen"] == 4000
     ratio = run["gradients"]["0"]["ratios_to_mc"]["analytic"]["decoder"]
     assert ratio["ratio"] == pytest.approx(1.0)  # same noise, and the KL term does not touch the decoder
     md = (out / "report.md").read_text()
@@ -60,7 +61,7 @@ def test_same_seed_same_initial_weights_across_estimators(tmp_path):
     ratio = report["runs"][0]["gradients"][0]["ratios_to_mc"]["analytic"]["encoder"]
     assert ratio["ratio"] > 0 and ratio["low"] is None and ratio["high"] is None
     md = (tmp_path / "edges" / "report.md").read_text()
-    assert "nan" not in md.lower() and "| 2 | 1 | encoder | analytic / mc |" in md and "| n/a |" in md
+    assert "nan" not in md.lower() and "| 2 | 200 | encoder | analytic / mc |" in md and "| n/a |" in md
 
 
 def test_mean_ci_uses_student_t():

@@ -25,6 +25,8 @@ class Counters:
     epoch_losses: Optional[torch.Tensor] = None
     epoch_seconds: float = 0.0
     metrics: List[Dict[str, Any]] = field(default_factory=list)
+    #: Records at the log-spaced points of samples seen (:mod:`pyrovae.training.curve`).
+    curve: List[Dict[str, Any]] = field(default_factory=list)
 
     #: The run-long counters, stored under their own names in every checkpoint.
     TOTALS = ("epoch", "samples_seen", "seconds", "wall_time")
@@ -37,7 +39,8 @@ class Counters:
     def state_dict(self, elapsed: float = 0.0) -> Dict[str, Any]:
         """The counters as checkpoint entries; ``elapsed``: seconds of the current epoch since its last start."""
         mid = self.mid_epoch
-        return {**{k: getattr(self, k) for k in self.TOTALS}, "metrics": list(self.metrics), "step": self.step,
+        return {**{k: getattr(self, k) for k in self.TOTALS}, "metrics": list(self.metrics),
+                "curve": list(self.curve), "step": self.step,
                 "epoch_losses": self.epoch_losses if mid else torch.empty(0),
                 "epoch_seconds": self.epoch_seconds + elapsed if mid else 0.0}
 
@@ -51,6 +54,7 @@ class Counters:
         self.epoch_losses = state["epoch_losses"].to(device) if self.step else None
         self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
         self.metrics = list(state["metrics"]) if "metrics" in state else list(metrics or [])[: self.epoch]
+        self.curve = list(state.get("curve", []))
 
     def finish_epoch(self, rows: int, seconds: float, record: Dict[str, Any]) -> None:
         """Count an epoch over ``rows`` training rows that took ``seconds``; ``record`` is its metrics."""

@@ -10,6 +10,7 @@ import torch
 from ..errors import PyroVAEError, PyroVAEWarning
 from ..runs import RunFolder
 from ..validation import one_line
+from .budget import Budget
 from .checkpointing import Checkpoints
 
 
@@ -54,8 +55,8 @@ def checkpoint_to_resume(folder: Optional[RunFolder], resume: bool, device: torc
                            "loading the checkpoint")
 
 
-def resume_from(checkpoints: Checkpoints, state: Dict[str, Any], out: str, epochs: int, steps: int) -> None:
-    """Restore ``state`` and check that this run can continue it up to ``epochs`` epochs of ``steps`` steps."""
+def resume_from(checkpoints: Checkpoints, state: Dict[str, Any], out: str, budget: Budget) -> None:
+    """Restore ``state`` and check that this run can continue it up to ``budget``."""
     path = RunFolder(out).path
     try:
         checkpoints.restore(state)
@@ -63,10 +64,8 @@ def resume_from(checkpoints: Checkpoints, state: Dict[str, Any], out: str, epoch
         raise PyroVAEError(f"checkpoint of {path} does not match this run ({one_line(e)})") from None
     counters = checkpoints.counters
     checkpoints.last_saved = (counters.epoch, counters.step)
+    steps = budget.steps_per_epoch
     if counters.step >= steps:
         raise PyroVAEError(f"checkpoint of {path} stopped at step {counters.step} of an epoch, but "
                            f"this run has {steps} steps per epoch (other data or batch size?)")
-    begun = f" and part of epoch {counters.epoch + 1}" if counters.step else ""
-    needed = counters.epoch + (counters.step > 0)  # an epoch begun must be finished
-    if epochs < needed:
-        raise PyroVAEError(f"run {path} already has {counters.epoch} epochs{begun}; ask for at least {needed}")
+    budget.check_resume(counters.epoch * steps + counters.step, path)

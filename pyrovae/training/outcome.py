@@ -37,7 +37,7 @@ def summary_of(loop, estimator: str, est, device: torch.device, data, ranks) -> 
         "epochs": counters.epoch, "samples_seen": counters.samples_seen, "estimator": estimator,
         "kl_routes": getattr(est, "kl_routes", {}), "device": str(device),
         "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version(),
-        "train_seconds": counters.seconds, "wall_time": counters.wall_time,
+        "train_seconds": counters.seconds + counters.epoch_seconds, "wall_time": counters.wall_time,
         "world_size": 1 if ranks is None else ranks.world_size,
     }
     if data.test is not None:
