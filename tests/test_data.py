@@ -243,6 +243,22 @@ def test_load_idx_reads_exact_values(tmp_path):
         assert t.numpy().tolist() == images.tolist()
 
 
+@pytest.mark.parametrize("code, dtype, shape", [(0x08, ">u1", (3, 4, 5)), (0x09, ">i1", (7,)), (0x0B, ">i2", (2, 3)),
+                                                (0x0C, ">i4", (4, 2, 2)), (0x0D, ">f4", (5,)), (0x0E, ">f8", (2, 6))])
+def test_load_idx_reads_every_type_as_torchvision_does(tmp_path, code, dtype, shape):
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    values = np.random.default_rng(code).normal(0, 100, size=shape).astype(dtype)
+    header = struct.pack(">BBBB", 0, 0, code, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+    (tmp_path / "file").write_bytes(header + values.tobytes())
+    ours, theirs = load_idx(tmp_path / "file"), read_sn3_pascalvincent_tensor(str(tmp_path / "file"), strict=True)
+    assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+    bad = header[:2] + b"\x07" + header[3:]  # an unknown type code
+    (tmp_path / "bad").write_bytes(bad + values.tobytes())
+    with pytest.raises(PyroVAEError, match="not a valid idx file"):
+        load_idx(tmp_path / "bad")
+
+
 def test_load_idx_rejects_bad_files(tmp_path):
     with pytest.raises(PyroVAEError, match="not found"):
         load_idx(tmp_path / "missing")

@@ -6,16 +6,16 @@
 or torchvision's ``<Class>/raw`` layout), then in folders filled by
 distribution packages (``/usr/share/datasets/fashion-mnist``), and download
 them through torchvision only when allowed. torchvision is imported only
-when a file is read or downloaded.
+for a download.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import PyroVAEError
@@ -65,25 +65,40 @@ def load_idx(path: str | os.PathLike) -> torch.Tensor:
         raise PyroVAEError(f"cannot read idx file {str(path)!r}: {one_line(exc)}") from None
 
 
-def _read_idx(path: Path) -> torch.Tensor:
-    """Parse a plain idx file with torchvision's reader (strict: the size must match the header)."""
-    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+#: idx type codes and their big-endian element types (LeCun et al., "THE MNIST DATABASE", file formats).
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-    # The reader signals bad headers with bare asserts; turn an empty message into a useful one.
-    try:
-        return read_sn3_pascalvincent_tensor(str(path), strict=True)
-    except AssertionError:
-        raise PyroVAEError(f"{str(path)!r} is not a valid idx file (bad header or size)") from None
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Parse a plain idx file: strict, the data must fill exactly the shape its header gives."""
+    return _parse_idx(path.read_bytes(), path)
 
 
 def _read_gzipped_idx(path: Path) -> torch.Tensor:
-    """Decompress to a temporary file, because torchvision's reader only opens plain paths."""
+    """Decompress in memory and parse."""
     with gzip.open(path, "rb") as f:
-        raw = f.read()
-    with tempfile.TemporaryDirectory(prefix="pyrovae-idx-") as tmp:
-        plain = Path(tmp) / path.stem
-        plain.write_bytes(raw)
-        return _read_idx(plain)
+        return _parse_idx(f.read(), path)
+
+
+def _parse_idx(raw: bytes, path: Path) -> torch.Tensor:
+    """The tensor an idx file holds: a magic number (two zero bytes, the type code, the number of
+    dimensions), one big-endian int32 size per dimension, then the values in row-major order.
+
+    Parsed here (as torchvision's ``read_sn3_pascalvincent_tensor`` does) rather than through
+    torchvision, whose import pulls in TorchDynamo: seconds of start-up for every process that
+    reads Fashion-MNIST.
+    """
+    bad = PyroVAEError(f"{str(path)!r} is not a valid idx file (bad header or size)")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or not 1 <= raw[3] <= 3:
+        raise bad
+    ndim, offset = raw[3], 4 * (raw[3] + 1)
+    if len(raw) < offset:
+        raise bad
+    shape = [int(n) for n in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)]
+    values = np.frombuffer(raw, dtype=_IDX_TYPES[raw[2]], offset=offset)
+    if values.size != int(np.prod(shape)):
+        raise bad
+    return torch.from_numpy(values.astype(values.dtype.newbyteorder("="))).reshape(shape)
 
 
 def _idx_dirs(name: str, data_dir: str | None) -> list[Path]:

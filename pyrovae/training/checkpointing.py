@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from ..checkpoint import atomic_write
 from ..runs import RunFolder
 from .counters import Counters
 from .epochs import Epochs
@@ -67,13 +68,13 @@ class Checkpoints:
 
     def save(self, elapsed: float = 0.0) -> None:
         """Checkpoint (when there is a run folder) and keep the state as the last good one."""
-        state = self.state(elapsed)
+        self.keep_good(self.state(elapsed))
         if self.folder is not None:
-            # The checkpoint carries the metrics too, so a kill between these two writes loses nothing.
-            self.folder.save_checkpoint(state)
+            # Serialized once: the checkpoint is the bytes just kept as the last good state. It
+            # carries the metrics too, so a kill between these two writes loses nothing.
+            atomic_write(self.folder.checkpoint, lambda f: f.write(self.good))
             self.folder.write_metrics(self.counters.metrics)
             self.last_saved = (self.counters.epoch, self.counters.step)
-        self.keep_good(state)
 
     def keep_good(self, state: Dict[str, Any]) -> None:
         """Remember ``state`` as the last good one: serialized, so a deep copy off the device."""
