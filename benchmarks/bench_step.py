@@ -80,7 +80,7 @@ def parse_args():
     p.add_argument("--batch-sizes", default="100,1000")
     p.add_argument("--particles", default="1,8")
     p.add_argument("--estimators", default="mc,analytic")
-    p.add_argument("--step", default="auto", help="pyrovae's step: auto, jit, cuda-graph or eager")
+    p.add_argument("--step", default="auto", help="pyrovae's step: auto, jit, cuda-graph, compiled or eager")
     p.add_argument("--repeats", type=int, default=21, help="interleaved rounds; the median is reported")
     p.add_argument("--inner", type=int, default=10, help="steps per contender per round")
     p.add_argument("--warmup", type=int, default=20)

@@ -1,4 +1,4 @@
-"""The training step, three ways: eager, traced (TorchScript) and captured (CUDA graph).
+"""The training step, four ways: eager, traced (TorchScript), captured (CUDA graph) and compiled (Inductor).
 
 Every way computes the same step as plain Pyro (``SVI`` with a ``PyroOptim``):
 the estimator's loss on the minibatch ``x[idx]``, its gradient, one Adam (or
@@ -13,7 +13,8 @@ Adagrad) update. What they remove is Pyro's per-step tax:
   model, building distributions): :class:`TracedStep` records the loss once per
   minibatch shape with :func:`torch.jit.trace` and then runs the recorded graph;
   :class:`GraphStep` captures forward, backward and optimizer as one CUDA graph
-  and replays it.
+  and replays it; :class:`~pyrovae.compiled.CompiledStep` (``step="compiled"``)
+  captures loss and gradient as one aten graph and compiles it with Inductor.
 
 The recording runs the user's ordinary Pyro ``model``/``guide``; nothing about
 them changes. A recorded graph is valid while the model's Python takes the same
@@ -23,6 +24,7 @@ path for the same shapes, which holds for a VAE; pass ``step="eager"`` (CLI
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import warnings
 from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
@@ -32,6 +34,7 @@ import pyro.poutine as poutine
 import torch
 
 from .errors import PyroVAEError, PyroVAEWarning
+from .optim import fused_optimizer
 from .registry import Registry
 
 #: Step implementations by name; ``"auto"`` is resolved by :func:`default_step`.
@@ -53,9 +56,16 @@ def make_optimizer(cls: type, params: Sequence[torch.Tensor], lr: float, device:
 
     A fused optimizer updates every parameter tensor in one kernel launch per
     dtype/device group instead of a dozen small ones per tensor (PyroOptim keeps
-    one optimizer per tensor). ``capturable`` keeps the step counter on the
-    device, which a CUDA graph needs.
+    one optimizer per tensor). Where :mod:`pyrovae.optim` has a stand-in that
+    calls the same kernel (Adam, Adagrad), that is used: bit-identical updates
+    and state dicts, without the ~2 s import of TorchDynamo that ``torch.optim``
+    makes on its first step. ``capturable`` keeps the step counter on the
+    device, which a CUDA graph needs; it is torch's own class then.
     """
+    if not capturable:
+        fused = fused_optimizer(cls, params, device, lr=lr)  # torch's kernel without torch.optim's Dynamo import
+        if fused is not None:
+            return fused
     accepted = inspect.signature(cls).parameters
     kwargs = {"lr": lr}
     if "fused" in accepted and device.type in ("cpu", "cuda"):
@@ -143,13 +153,16 @@ class TracedStep(EagerStep):
     ``step="auto"``.
     """
 
+    name = "jit"  # the step's name in messages
+    keeps_hooks = False  # whether a recording keeps the autograd hooks an estimator registers (dreg's)
+
     def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None,
                  strict: bool = True) -> None:
         super().__init__(vae, est, optim, clip_grad_norm)
         self.strict = strict
         self._compiled: Dict[Hashable, torch.jit.ScriptFunction] = {}
         self._params: Tuple[torch.Tensor, ...] = tuple(vae.parameters())
-        self._eager = not traceable(est) and self._refuse(
+        self._eager = not (self.keeps_hooks or traceable(est)) and self._refuse(
             f"estimator {type(est).__name__}'s gradient hooks are not part of a recording")
 
     def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
@@ -167,7 +180,7 @@ class TracedStep(EagerStep):
             return self._compiled[key](*self._params, *args)
 
     def _refuse(self, reason: str) -> bool:
-        message = f"step 'jit' cannot record this model: {reason}; use step='eager'"
+        message = f"step '{self.name}' cannot record this model: {reason}; use step='eager'"
         if self.strict:
             raise PyroVAEError(message)
         warnings.warn(message.replace("; use step='eager'", "; running it eagerly"), EagerFallbackWarning,
@@ -414,3 +427,8 @@ def build_step(name: str, vae, est, optim: torch.optim.Optimizer, device: torch.
     cls = STEPS[default_step(est, device, optim)]
     return cls(vae, est, optim, clip_grad_norm, strict=False) if cls is TracedStep else \
         cls(vae, est, optim, clip_grad_norm)
+
+
+# Step "compiled" lives in its own module, which extends TracedStep and registers itself in STEPS
+# (it imports Inductor only when a step is compiled).
+importlib.import_module(f"{__package__}.compiled")

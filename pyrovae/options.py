@@ -87,6 +87,13 @@ def positive(name: str, value: Any) -> None:
     check_positive(**{name: value})
 
 
+def non_negative(name: str, value: Any) -> None:
+    """An ``int`` >= 0."""
+    integer(name, value)
+    if value < 0:
+        raise PyroVAEError(f"{name} must be 0 or more, got {value!r}")
+
+
 def positive_number(name: str, value: Any) -> None:
     """A finite number > 0."""
     check_positive_number(name, value)
@@ -118,6 +125,17 @@ def integer(name: str, value: Any) -> None:
         raise PyroVAEError(f"{name} must be an integer, got {value!r}")
 
 
+def count(text: str) -> int:
+    """A whole number as the command line may spell it: ``3000000``, ``3e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
+
+
 def device_name(name: str, value: Any) -> None:
     """``auto`` or a torch device string; whether the device exists is checked when training starts."""
     try:
@@ -142,6 +160,15 @@ class TrainOptions:
                                 check=positive, metavar="L")
     epochs: int = option(10, "total epochs of the run", check=positive, resumable=True, metavar="E",
                          doc="With `--resume` this is the new total.")
+    samples: Optional[int] = option(None, "stop after this many training samples, inside an epoch if need be "
+                                    "(default: the epochs decide)", parse=count, check=optional(positive),
+                                    resumable=True, metavar="S",
+                                    doc="Given, it replaces `--epochs` as the budget: the run stops after the first "
+                                        "minibatch at which it has seen S rows, and a resume continues to a new S "
+                                        "exactly. See [compare at scale](compare.md#a-budget-in-samples).")
+    curve_points: int = option(0, "record train and test ELBO at this many log-spaced points of samples seen",
+                               check=non_negative, resumable=True, metavar="P",
+                               doc="The curves of the AEVB paper's Figure 2; each point is also a checkpoint.")
     batch_size: int = option(100, "minibatch size M", check=positive, metavar="M")
     lr: float = option(1e-3, "learning rate (a resume may lower it for fine-tuning)", check=positive_number,
                        resumable=True, metavar="LR")
@@ -149,6 +176,11 @@ class TrainOptions:
                             metavar="NAME")
     device: str = option("auto", "auto (CUDA if present), cpu, cuda or cuda:N", check=device_name,
                          resumable=True, metavar="DEV")
+    threads: Optional[int] = option(None, "CPU threads of the training step (default: torch's, one per rank "
+                                    "under torchrun on CPU)", check=optional(positive), resumable=True, metavar="T",
+                                    doc="Set when training starts and restored when it ends. On a machine where "
+                                        "another CPU-bound process runs, fewer threads than cores keep epochs "
+                                        "from stalling; see [performance](performance.md#contention).")
     seed: int = option(0, "seeds the weights, data order, binarization and estimator noise", check=integer,
                        metavar="S")
     beta: float = option(1.0, "KL weight of the training loss recon + beta * KL (Higgins et al. 2017)",

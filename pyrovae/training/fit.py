@@ -35,11 +35,14 @@ from ..klweight import linear_warmup
 from ..options import TrainOptions, device_name
 from ..runs import RunFolder
 from ..validation import check_batch_size, validate_array
+from .budget import Budget
 from .checkpointing import Checkpoints
 from .counters import Counters
+from .curve import Curve
 from .epochs import Epochs
 from .folders import checkpoint_to_resume, check_folder, resume_from
 from .guard import DivergenceGuard
+from .threads import training_threads
 from .loop import Loop, TestSet
 from .outcome import FigureSource, finish_run, summary_of
 from .protocol import as_data, check_data, check_model, kl_weight_restored, labels_for, run_config, \
@@ -55,6 +58,8 @@ class FitResult:
     summary: Dict[str, Any] = field(default_factory=dict)
     #: Files written at the end besides the run's own (``{"report": path, "recon": path, ...}``).
     files: Dict[str, str] = field(default_factory=dict)
+    #: Train and test ELBO at the log-spaced points of samples seen (option ``curve_points``).
+    curve: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def model(self) -> Any:
@@ -90,7 +95,7 @@ def fit(model, train, test=None, *, options: Optional[TrainOptions] = None, out:
         resume: bool = False, progress: bool = True, callback: Optional[Callable[[int, Any], None]] = None,
         train_labels=None, test_labels=None, dynamic_binarization: bool = False,
         ranks: Optional[distributed.Ranks] = None, config: Optional[RunConfig] = None, figures: bool = True,
-        **overrides: Any) -> FitResult:
+        point_callback: Optional[Callable[[Dict[str, Any], Any], None]] = None, **overrides: Any) -> FitResult:
     """Train ``model`` on ``train`` with SVI and the named ELBO estimator.
 
     ``model`` is a :class:`~pyrovae.VAE` or any module that follows
@@ -111,6 +116,9 @@ def fit(model, train, test=None, *, options: Optional[TrainOptions] = None, out:
         first checkpoint starts over.
     :param callback: ``callback(epoch, model)`` after every epoch (after its checkpoint); it should
         leave the global RNG alone (see :func:`pyrovae.evaluate.seeded`).
+    :param point_callback: ``point_callback(record, model)`` at every point of the learning curve
+        (option ``curve_points``), before the checkpoint that follows it; what it adds to the
+        JSON-ready ``record`` is checkpointed with it, so it survives a resume. Same RNG rule.
     :param train_labels: integer class labels of the ``train`` rows (``test_labels``: of ``test``),
         passed to the programs as ``y`` (a VAE takes them only when it is conditional).
     :param dynamic_binarization: draw a fresh Bernoulli binarization of grey-level ``train`` every epoch.
@@ -141,15 +149,21 @@ def fit(model, train, test=None, *, options: Optional[TrainOptions] = None, out:
     session = folder.session(stored, fresh=not resume) if folder else contextlib.nullcontext()
     # The param store scope keeps the user's store free of our names; the loop sets the KL weight
     # per epoch, and the model's own weight is back when training ends.
-    with session, pyro.get_param_store().scope(), kl_weight_restored(model):
-        _start(checkpoints, out, resume, ranks, opts, loop.epochs.steps)
+    with session, pyro.get_param_store().scope(), kl_weight_restored(model), \
+            training_threads(opts.threads, ranks, dev, progress):
+        budget = Budget(opts.epochs, opts.samples, len(data.train), opts.batch_size)
+        loop.curve = _curve(budget, opts, data, loop.test, ranks, point_callback)
+        _start(checkpoints, out, resume, ranks, opts, budget)
         resumed_at = (loop.counters.epoch, loop.counters.step) if resume else None
-        loop.run(opts.epochs, progress)
+        loop.run(budget, progress)
         summary = summary_of(loop, opts.estimator, est, dev, data, ranks)
+        summary["samples_seen"] = budget.samples_after(loop.done_steps)  # a samples budget may end inside an epoch
+        if loop.counters.curve:
+            summary["curve"] = loop.counters.curve
         source = FigureSource(model, data.test, data.test_y, data.image_shape, data.class_names, opts.seed) \
             if figures else None
         summary, files = finish_run(folder, stored, summary, loop.counters.metrics, source, resumed_at)
-    return FitResult(model, loop.counters.metrics, summary, files)
+    return FitResult(model, loop.counters.metrics, summary, files, loop.counters.curve)
 
 
 def _options(options: Optional[TrainOptions], config: Optional[RunConfig], overrides: Mapping[str, Any]
@@ -250,13 +264,22 @@ def _callbacks(callback, opts: TrainOptions, data: TrainingData, folder: Optiona
     return both
 
 
+def _curve(budget: Budget, opts: TrainOptions, data: TrainingData, test: Optional[TestSet], ranks,
+           hook) -> Optional[Curve]:
+    """The learning curve the options ask for (None: ``curve_points`` is 0)."""
+    if not opts.curve_points:
+        return None
+    return Curve(budget.points(opts.curve_points), data.train, data.train_y, test, data.dynamic, opts.seed, ranks,
+                 hook)
+
+
 def _start(checkpoints: Checkpoints, out: Optional[str], resume: bool, ranks, opts: TrainOptions,
-           steps: int) -> None:
+           budget: Budget) -> None:
     """Continue from the run folder's checkpoint, or seed a fresh run."""
     folder = checkpoints.folder
     state = checkpoint_to_resume(folder, resume, checkpoints.device, ranks)
     if state is not None:
-        resume_from(checkpoints, state, out, opts.epochs, steps)
+        resume_from(checkpoints, state, out, budget)
         return
     if resume and folder is not None:
         warnings.warn(f"run {folder.path} stopped before its first checkpoint; starting it over",
