@@ -19,6 +19,7 @@ parameter group, not the hooks of ``torch.optim.Optimizer``.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from typing import Any, Dict, Iterable, List, Tuple
 
@@ -34,7 +35,7 @@ def torch_defaults(cls: type) -> Dict[str, Any]:
             if name != "params" and p.default is not inspect.Parameter.empty}
 
 
-class FusedOptimizer:
+class FusedOptimizer(ABC):
     """``torch.optim``'s interface and ``state_dict`` layout over one of torch's fused kernels.
 
     A subclass names the ``torch.optim`` class it mirrors (``mirrors``: its defaults and state
@@ -87,14 +88,14 @@ class FusedOptimizer:
             state.update(self._initial_state(p, group))
         return state
 
+    @abstractmethod
     def _initial_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """A parameter's state before its first update (torch's own initial values)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _update(self, group: Dict[str, Any], params: List[torch.Tensor], grads: List[torch.Tensor],
                 states: List[Dict[str, torch.Tensor]]) -> None:
         """The fused update of ``params`` (one device and dtype), after their step counters moved on."""
-        raise NotImplementedError
 
     def state_dict(self) -> Dict[str, Any]:
         """torch's layout: per-parameter state by index, and the group's options with its indices."""

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from .checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from .checkpoint import atomic_write, load_checkpoint, read_json, write_json
 from .config import RunConfig
 from .data import load_dataset
 from .errors import PyroVAEError
@@ -143,9 +143,10 @@ class RunFolder:
         write_json(self.summary, summary)
         return summary
 
-    def save_checkpoint(self, state: Dict[str, Any]) -> None:
-        """Atomically replace ``checkpoint.pt``."""
-        save_checkpoint(self.checkpoint, state)
+    def save_checkpoint(self, serialized: bytes) -> None:
+        """Atomically replace ``checkpoint.pt`` with a state already serialized by ``torch.save``
+        (the trainer serializes once, for this file and its in-memory last good state)."""
+        atomic_write(self.checkpoint, lambda f: f.write(serialized))
 
     def load_checkpoint(self, map_location: Any = "cpu") -> Dict[str, Any]:
         """Load ``checkpoint.pt`` safely (weights only)."""

@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..checkpoint import atomic_write
 from ..runs import RunFolder
 from .counters import Counters
 from .epochs import Epochs
@@ -72,7 +71,7 @@ class Checkpoints:
         if self.folder is not None:
             # Serialized once: the checkpoint is the bytes just kept as the last good state. It
             # carries the metrics too, so a kill between these two writes loses nothing.
-            atomic_write(self.folder.checkpoint, lambda f: f.write(self.good))
+            self.folder.save_checkpoint(self.good)
             self.folder.write_metrics(self.counters.metrics)
             self.last_saved = (self.counters.epoch, self.counters.step)
 
