@@ -94,6 +94,13 @@ class CompiledLoss:
         """The loss; its gradient with respect to the first ``len(used)`` inputs was computed with it."""
         return _Precomputed.apply(self.run, self.used, *inputs)
 
+    def with_grads(self, *inputs: torch.Tensor) -> Tuple[torch.Tensor, List[Optional[torch.Tensor]]]:
+        """``(loss, grads)``: the gradient of each of the first ``len(used)`` inputs (None where unused),
+        straight from the compiled graph, without an autograd pass."""
+        loss, *computed = self.run(*inputs)
+        grads = iter(computed)
+        return loss, [next(grads) if used else None for used in self.used]
+
 
 def capture(loss_fn: Callable[..., torch.Tensor], module: torch.nn.Module,
             args: Sequence[torch.Tensor]) -> Tuple[torch.fx.GraphModule, List[bool]]:
@@ -161,6 +168,28 @@ class CompiledStep(TracedStep):
                  strict: bool = False, backend: str = "inductor") -> None:
         self.compile = BACKENDS.get(backend, "compile backend")
         super().__init__(vae, est, optim, clip_grad_norm, strict=strict)
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
+        """Take one step; return the loss as a detached device tensor (no host sync).
+
+        The compiled graph hands out the gradients with the loss, so they go to ``.grad``
+        directly: the same tensors ``loss.backward()`` would store there (a gradient is moved
+        into an empty ``.grad``, not copied), without an autograd pass or a multiplication by 1
+        per parameter (about a tenth of the step on the 784-400-20 VAE).
+        """
+        self.optim.zero_grad(set_to_none=True)
+        recording, args = self._recording(x, idx, data)
+        if recording is None:  # trains eagerly: the model cannot be captured
+            loss = self._eager_loss(args, tuple(sorted(data)))
+            self._update(loss)
+            return loss.detach()
+        loss, grads = recording.with_grads(*self._params, *args)
+        for p, g in zip(self._params, grads):
+            p.grad = g
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.clip_grad_norm)
+        self.optim.step()
+        return loss
 
     def _trace(self, args: tuple, names: tuple) -> CompiledLoss:
         graph, used = capture(lambda *a: self._eager_loss(a, names), self.vae, args)

@@ -339,6 +339,8 @@ class DistributedStep(EagerStep):
     Runs eagerly: a recording (``jit``) or a CUDA graph would freeze the collectives.
     """
 
+    name = "distributed"
+
     def __init__(self, vae, est, optim: torch.optim.Optimizer, ranks: Ranks,
                  clip_grad_norm: Optional[float] = None, data_size: Optional[int] = None) -> None:
         super().__init__(vae, est, optim, clip_grad_norm)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import shutil
 import warnings
 from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
 
@@ -88,8 +90,15 @@ class EagerStep:
         (on the device: no host sync).
     """
 
+    name = "eager"  # the step's name in STEPS and in messages
+
     def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None) -> None:
         self.vae, self.est, self.optim, self.clip_grad_norm = vae, est, optim, clip_grad_norm
+
+    @property
+    def runs_as(self) -> str:
+        """The step that actually runs: this one's name, or ``eager`` where it fell back to eager execution."""
+        return "eager" if getattr(self, "_eager", False) else self.name
 
     def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
         """The estimator's loss on the rows ``x[idx]`` (and ``data``, e.g. labels ``y``), scaled by ``N/M``."""
@@ -167,17 +176,23 @@ class TracedStep(EagerStep):
 
     def loss(self, x: torch.Tensor, idx: torch.Tensor, **data: torch.Tensor) -> torch.Tensor:
         """The recorded loss for these shapes (recorded now if they are new)."""
+        recording, args = self._recording(x, idx, data)
+        if recording is None:
+            return super().loss(x, idx, **data)
+        # Run the recording as recorded: TorchScript's optimizing executor would re-plan it after a
+        # few profiling runs, so a resumed run (fewer runs so far) would round differently.
+        with torch.jit.optimized_execution(False):
+            return recording(*self._params, *args)
+
+    def _recording(self, x: torch.Tensor, idx: torch.Tensor, data: Dict[str, torch.Tensor]) -> tuple:
+        """``(recording, args)``: the recording for these shapes (made now if they are new), or
+        None when the step runs eagerly; ``args`` are its inputs after the parameters."""
         names = tuple(sorted(data))
         args = (x, idx, *(data[k] for k in names))
         key = (names, tuple((a.shape, a.dtype) for a in args), x.device, recording_key(self.vae))
         if not self._eager and key not in self._compiled:
             self._compiled[key] = self._record(args, names)
-        if self._eager:
-            return super().loss(x, idx, **data)
-        # Run the recording as recorded: TorchScript's optimizing executor would re-plan it after a
-        # few profiling runs, so a resumed run (fewer runs so far) would round differently.
-        with torch.jit.optimized_execution(False):
-            return self._compiled[key](*self._params, *args)
+        return (None if self._eager else self._compiled[key]), args
 
     def _refuse(self, reason: str) -> bool:
         message = f"step '{self.name}' cannot record this model: {reason}; use step='eager'"
@@ -346,6 +361,7 @@ class GraphStep(EagerStep):
     replay, so the stream matches eager execution.
     """
 
+    name = "cuda-graph"
     warmup = 3
 
     def __init__(self, vae, est, optim: torch.optim.Optimizer, clip_grad_norm: Optional[float] = None) -> None:
@@ -409,23 +425,39 @@ class GraphStep(EagerStep):
 STEPS.register("cuda-graph", GraphStep)
 
 
-def default_step(est, device: torch.device, optimizer: torch.optim.Optimizer) -> str:
-    """The fastest step that applies: a CUDA graph on CUDA (capturable optimizers), else ``jit``
-    (``eager`` for estimators that are not :func:`traceable`)."""
+#: Training steps from which ``auto`` compiles the step on CPU. Compiling the 784-400-20 VAE's
+#: step costs 29 s with a cold Inductor cache and 4.5 s with a warm one (the import of Inductor
+#: included), and saves about 1 ms of a 5 ms step on the 2-core CPU: a cold compile is paid back
+#: after about 30,000 steps (docs/performance.md, "The compiled step").
+COMPILE_PAYS_AFTER = 30_000
+
+
+def default_step(est, device: torch.device, optimizer: torch.optim.Optimizer,
+                 total_steps: Optional[int] = None) -> str:
+    """The fastest step for the whole run: a CUDA graph on CUDA (capturable optimizers); on CPU
+    ``compiled`` for a run of at least :data:`COMPILE_PAYS_AFTER` steps where a C++ compiler is
+    found, else ``jit`` (``eager`` for estimators that are not :func:`traceable`)."""
     group = optimizer.param_groups[0]
     if device.type == "cuda" and group.get("capturable", False):
         return "cuda-graph"
+    if device.type == "cpu" and (total_steps or 0) >= COMPILE_PAYS_AFTER and cpp_compiler_found():
+        return "compiled"
     return "jit" if traceable(est) else "eager"
 
 
+def cpp_compiler_found() -> bool:
+    """Whether the C++ compiler Inductor calls on CPU (``$CXX``, else ``g++``) is on the ``PATH``."""
+    return shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
 def build_step(name: str, vae, est, optim: torch.optim.Optimizer, device: torch.device,
-               clip_grad_norm: Optional[float] = None) -> EagerStep:
-    """The step called ``name``; ``"auto"`` is :func:`default_step`, falling back to eager execution
-    (with a warning) where a model cannot be recorded."""
+               clip_grad_norm: Optional[float] = None, total_steps: Optional[int] = None) -> EagerStep:
+    """The step called ``name``; ``"auto"`` is :func:`default_step` for a run of ``total_steps``
+    steps, falling back to eager execution (with a warning) where a model cannot be recorded."""
     if name != "auto":
         return STEPS.get(name, "step")(vae, est, optim, clip_grad_norm)
-    cls = STEPS[default_step(est, device, optim)]
-    return cls(vae, est, optim, clip_grad_norm, strict=False) if cls is TracedStep else \
+    cls = STEPS[default_step(est, device, optim, total_steps)]
+    return cls(vae, est, optim, clip_grad_norm, strict=False) if issubclass(cls, TracedStep) else \
         cls(vae, est, optim, clip_grad_norm)
 
 

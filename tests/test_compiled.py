@@ -1,14 +1,16 @@
 """The compiled step computes eager's numbers: the capture for every estimator and family, Inductor once."""
 
+import sys
+
 import pyro
 import pytest
 import torch
 
-from pyrovae import FAMILIES, VAE, fit
+from pyrovae import FAMILIES, VAE, fastpath, fit
 from pyrovae.compiled import CompiledStep
 from pyrovae.estimators import ESTIMATORS, estimator
 from pyrovae.families import closed_form_table
-from pyrovae.fastpath import EagerFallbackWarning, build_step, make_optimizer
+from pyrovae.fastpath import COMPILE_PAYS_AFTER, EagerFallbackWarning, build_step, default_step, make_optimizer
 
 N, M, LR, STEPS = 120, 20, 1e-2, 10
 CPU = torch.device("cpu")
@@ -110,3 +112,30 @@ def test_inductor_step_equals_eager_and_resumes_bit_for_bit(float64, tmp_path):
         assert torch.equal(resumed[k], full[k])
         torch.testing.assert_close(full[k], eager[k], rtol=0, atol=1e-10)
         assert full[k].dtype == torch.float64
+
+
+@pytest.mark.parametrize("steps, compiler, expected", [
+    (None, "found", "jit"), (COMPILE_PAYS_AFTER - 1, "found", "jit"), (COMPILE_PAYS_AFTER, "found", "compiled"),
+    (COMPILE_PAYS_AFTER, "missing", "jit")])
+def test_auto_compiles_a_cpu_run_long_enough_to_pay_for_it(monkeypatch, steps, compiler, expected):
+    """The compile time is paid back only by a long run, and Inductor needs a C++ compiler."""
+    monkeypatch.setenv("CXX", sys.executable if compiler == "found" else "/nonexistent/c++")
+    vae = VAE(20, 2, hidden=(8,))
+    optim = make_optimizer(torch.optim.Adam, vae.parameters(), 1e-3, torch.device("cpu"))
+    assert default_step(estimator("mc"), torch.device("cpu"), optim, steps) == expected
+    assert default_step(estimator("dreg"), torch.device("cpu"), optim, steps) == \
+        ("compiled" if expected == "compiled" else "eager")  # a compiled graph keeps dreg's hook
+
+
+@pytest.mark.filterwarnings("error::pyrovae.fastpath.EagerFallbackWarning")
+def test_fit_under_auto_compiles_a_long_run_and_says_so(float64, tmp_path, monkeypatch):
+    """The run's total steps decide, and summary.json names the step that ran: a short run records
+    with jit; the same run counted as long enough compiles, and trains as step='compiled' does."""
+    short = _fit(tmp_path / "short", 2, "auto")
+    assert short.summary["step"] == "jit"
+    monkeypatch.setattr(fastpath, "COMPILE_PAYS_AFTER", 24)  # this run's 2 epochs of 12 steps
+    long = _fit(tmp_path / "long", 2, "auto")
+    assert long.summary["step"] == "compiled"
+    named = _fit(tmp_path / "named", 2, "compiled").vae.state_dict()
+    for k, v in long.vae.state_dict().items():
+        assert torch.equal(v, named[k])

@@ -235,7 +235,8 @@ def _build_loop(model, est, data: TrainingData, opts: TrainOptions, dev: torch.d
                 folder: Optional[RunFolder], ranks, callback) -> tuple:
     """The loop and its parts, wired together."""
     optim = make_optimizer(OPTIMIZERS[opts.optimizer], model.parameters(), opts.lr, dev, capturable=dev.type == "cuda")
-    step = (build_step(opts.step, model, est, optim, dev, opts.clip_grad_norm) if ranks is None else
+    total = Budget(opts.epochs, opts.samples, len(data.train), opts.batch_size).total_steps
+    step = (build_step(opts.step, model, est, optim, dev, opts.clip_grad_norm, total) if ranks is None else
             distributed.step_for(opts.step, model, est, optim, ranks, opts.clip_grad_norm, data_size=len(data.train)))
     epochs = Epochs(data.train, opts.batch_size, data.dynamic, opts.seed, dev, as_data(data.train_y), ranks)
     counters = Counters()

@@ -39,6 +39,7 @@ def summary_of(loop, estimator: str, est, device: torch.device, data, ranks) -> 
         "torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version(),
         "train_seconds": counters.seconds + counters.epoch_seconds, "wall_time": counters.wall_time,
         "world_size": 1 if ranks is None else ranks.world_size,
+        "step": loop.step.runs_as,  # what --step auto chose, or eager where a model could not be recorded
     }
     if data.test is not None:
         summary["test_elbo"] = final_elbos(loop.model, data.test, loop.options.seed, data.test_y, ranks)
