@@ -20,6 +20,7 @@ from pyrovae.data import (
     PPCA,
     Dataset,
     binarize,
+    fresh_binarization,
     load_dataset,
     load_idx,
     validate_array,
@@ -139,6 +140,21 @@ def test_binarize_function():
     assert set(torch.unique(a).tolist()) == {0.0, 1.0}
     assert abs(float(a.mean()) - 0.3) < 0.01
     assert torch.equal(binarize(torch.tensor([[0.0, 1.0]])), torch.tensor([[0.0, 1.0]]))
+
+
+def test_fresh_binarization_draws_bernoulli_of_the_grey_levels():
+    """Every entry's frequency over 2,000 epochs' draws is its grey level: a chi-square test of
+    all entries together (the sum of squared binomial z-scores), and the extremes 0 and 1 exact."""
+    grey = torch.rand(50, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
+    g = torch.Generator().manual_seed(1)
+    draws = torch.stack([fresh_binarization(grey, g) for _ in range(2000)])
+    assert set(torch.unique(draws).tolist()) == {0.0, 1.0} and draws.dtype == grey.dtype
+    z = (draws.mean(0) - grey) / (grey * (1 - grey) / len(draws)).sqrt()
+    assert scipy.stats.chi2.sf(float((z ** 2).sum()), df=z.numel()) > 1e-3
+    assert scipy.stats.chi2.cdf(float((z ** 2).sum()), df=z.numel()) > 1e-3  # not too close either
+    assert torch.equal(fresh_binarization(torch.tensor([[0.0, 1.0]] * 100)), torch.tensor([[0.0, 1.0]] * 100))
+    a, b = (fresh_binarization(grey, torch.Generator().manual_seed(5)) for _ in range(2))
+    assert torch.equal(a, b)
 
 
 def test_unknown_names_suggest_the_nearest():

@@ -8,6 +8,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .. import distributed
+from ..data.binarization import fresh_binarization
 
 #: One epoch as the step sees it: the rows, the minibatch indices into them, and the rows' labels.
 Epoch = Tuple[torch.Tensor, Tuple[torch.Tensor, ...], Dict[str, torch.Tensor]]
@@ -47,7 +48,7 @@ class Epochs:
         """The next epoch (its data RNG state remembered first)."""
         self.epoch_rng = self.data_rng.get_state()
         # Dynamic binarization: a fresh Bernoulli draw of every grey-level image each epoch.
-        x = torch.bernoulli(self.train, generator=self.data_rng) if self.dynamic else self.train
+        x = fresh_binarization(self.train, self.data_rng) if self.dynamic else self.train
         batches = torch.randperm(self.rows, device=self.device, generator=self.data_rng).split(self.batch_size)
         if self.ranks is not None and not self.dynamic:  # a rank holds its shard only
             return distributed.shard_epoch(self.ranks, x, batches, self.labels, self.device)
