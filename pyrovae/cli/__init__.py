@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .. import __version__
+from ..cpu_load import passive_waits_when_busy
 from ..errors import DistributedError, PyroVAEError, PyroVAEWarning
 from ..registry import Registry
 
@@ -109,6 +110,7 @@ def _command_in(argv: Sequence[str]) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pyrovae`` console script; returns the exit code."""
+    passive_waits_when_busy()  # before torch is imported: its OpenMP runtime reads the policy once
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser(only=_command_in(argv) or "").parse_args(argv)
     with warnings.catch_warnings():

@@ -7,7 +7,9 @@ When another CPU-bound process holds one of the cores, one thread of every team 
 for the scheduler to give it a core back (a time slice, milliseconds), so every region
 takes a time slice instead of microseconds, and an epoch can take tens of times its quiet
 time. With fewer threads than free cores no thread waits for a core: the step runs at the
-speed of the cores it has (docs/performance.md, "Contention").
+speed of the cores it has. Threads that sleep at once at a barrier (``OMP_WAIT_POLICY=PASSIVE``,
+which the ``pyrovae`` command sets on a busy machine: :mod:`pyrovae.cpu_load`) leave the cores
+to the threads that still work, with the same numbers (docs/performance.md, "Contention").
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 from typing import Iterator, Optional
 
 import torch
+
+from ..cpu_load import free_cores, oversubscribed
 
 
 def threads_for(option: Optional[int], ranks, device: torch.device) -> int:
@@ -31,14 +35,17 @@ def threads_for(option: Optional[int], ranks, device: torch.device) -> int:
     return torch.get_num_threads()
 
 
-def busy_note(threads: int, load: float, cpus: int) -> Optional[str]:
+def busy_note(threads: int, load: float, cpus: int, wait_policy: Optional[str] = None) -> Optional[str]:
     """One line for the progress output when other work (the 1-minute ``load`` average, at least
-    one core's worth) leaves fewer free ``cpus`` than this run's ``threads``; None otherwise."""
-    free = max(1, cpus - round(load))
-    if load < 1 or threads <= free:
+    one core's worth) leaves fewer free ``cpus`` than this run's ``threads``; None otherwise.
+    ``wait_policy`` is ``OMP_WAIT_POLICY`` as the process started with it."""
+    if not oversubscribed(threads, load, cpus):
         return None
-    return (f"note: the machine is busy (load average {load:.1f} on {cpus} cores) and training uses {threads} "
-            f"threads: epochs may stall; --threads {free} avoids that (docs/performance.md)")
+    head = f"note: the machine is busy (load average {load:.1f} on {cpus} cores) and training uses {threads} threads"
+    if (wait_policy or "").upper() == "PASSIVE":
+        return f"{head}: waiting threads sleep (OMP_WAIT_POLICY=PASSIVE) so that epochs do not stall"
+    return (f"{head}: epochs may stall; --threads {free_cores(load, cpus)} or OMP_WAIT_POLICY=PASSIVE "
+            "avoids that (docs/performance.md)")
 
 
 @contextlib.contextmanager
@@ -52,7 +59,7 @@ def training_threads(option: Optional[int], ranks, device: torch.device, progres
     before = torch.get_num_threads()
     threads = threads_for(option, ranks, device)
     if progress and device.type == "cpu" and hasattr(os, "getloadavg") and (ranks is None or ranks.rank == 0):
-        note = busy_note(threads, os.getloadavg()[0], os.cpu_count() or 1)
+        note = busy_note(threads, os.getloadavg()[0], os.cpu_count() or 1, os.environ.get("OMP_WAIT_POLICY"))
         if note is not None:
             print(note, file=sys.stderr, flush=True)
     torch.set_num_threads(threads)
