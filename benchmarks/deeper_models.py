@@ -5,7 +5,8 @@ order, optimizer (Adam 1e-3, M = 100) and seeds on one dataset; then the test EL
 and log p(x) by importance sampling (K samples on the first ``--test-rows`` test points, the same
 points for every model). Prints mean ± standard error over seeds and paired differences against
 the first model, and writes JSON (merged with earlier rows of the same file, so groups of models
-can be measured separately).
+can be measured separately). Every finished run is written at once, and running the same command
+again reuses the runs it finds, so an interrupted comparison continues where it stopped.
 
     python benchmarks/deeper_models.py --models normal,iaf,iaf-global,vamp --dataset mnist-5k --seeds 0,1,2
     python benchmarks/deeper_models.py --models mlp,conv --dataset mnist-5k --seeds 0,1,2
@@ -93,17 +94,33 @@ def main() -> None:
         args.seeds, args.epochs, args.samples, args.test_rows = "0", 1, 10, 20
     models, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
     data = pyrovae.load_dataset(args.dataset)
-    rows = [run(m, s, data, args) for s in seeds for m in models]  # seed-major: every model sees each seed
-    print(table(rows, models))
     out = Path(args.out or f"benchmarks/results/deeper_{args.dataset}.json")
+    key = f"{','.join(models)} | {args.estimator} x{args.particles}, {args.epochs} epochs, K={args.samples}, " \
+          f"{args.test_rows} test rows"
+    kept = {} if args.smoke else {(r["model"], r["seed"]): r for r in _entry(out, key).get("rows", [])}
+    rows = []
+    for s in seeds:  # seed-major: every model sees each seed
+        for m in models:
+            rows.append(kept.get((m, s)) or run(m, s, data, args))
+            if not args.smoke:  # each finished run is kept, and reused when the same command runs again
+                _save(out, key, args, rows, models, complete=len(rows) == len(seeds) * len(models))
+    print(table(rows, models))
     if not args.smoke:
-        key = f"{args.estimator} x{args.particles}, {args.epochs} epochs, K={args.samples}, {args.test_rows} test rows"
-        saved = json.loads(out.read_text()) if out.exists() else {}
-        saved[f"{','.join(models)} | {key}"] = {"command": "python benchmarks/deeper_models.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "smoke")),
-            "rows": rows, "table": table(rows, models)}
-        out.write_text(json.dumps(saved, indent=2) + "\n")
         print(f"wrote {out}")
+
+
+def _entry(out: Path, key: str) -> dict:
+    """The saved entry of these models and settings in ``out`` (empty if none)."""
+    return (json.loads(out.read_text()) if out.exists() else {}).get(key, {})
+
+
+def _save(out: Path, key: str, args, rows, models, complete: bool) -> None:
+    """Merge this command's rows so far into ``out``; the table once every run is done."""
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    saved[key] = {"command": "python benchmarks/deeper_models.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "smoke")),
+        "rows": rows, "table": table(rows, models) if complete else None}
+    out.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 if __name__ == "__main__":
