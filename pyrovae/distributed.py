@@ -362,9 +362,7 @@ class DistributedStep(EagerStep):
     def _update(self, loss: torch.Tensor) -> None:
         loss.backward()
         self.ranks.sum_gradients(self.params)
-        if self.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
-        self.optim.step()
+        self._apply_grads()
 
 
 def step_for(name: str, vae, est, optim: torch.optim.Optimizer, ranks: Ranks,

@@ -113,6 +113,10 @@ class EagerStep:
 
     def _update(self, loss: torch.Tensor) -> None:
         loss.backward()
+        self._apply_grads()
+
+    def _apply_grads(self) -> None:
+        """The optimizer step on the gradients in ``.grad``, clipped first if asked."""
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.clip_grad_norm)
         self.optim.step()
