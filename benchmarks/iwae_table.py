@@ -12,7 +12,8 @@ K = ``--ll-samples`` (5000, as in the paper), the test ELBO (10 particles) and t
 each stochastic layer (A_u = Cov_x(E_q(u|x)[u]) > 1e-2, section 5.2). Prints a Markdown table
 shaped like Table 1 (mean ± standard error over seeds) under a line stating the budget, and writes
 JSON with every run, the command line and the budget (merged with earlier entries of the same
-file, as deeper_models.py does).
+file, as deeper_models.py does). Each run is saved as it finishes and reused when the same command
+runs again, so an interrupted table continues where it stopped.
 
     python benchmarks/iwae_table.py --dataset fashion-mnist --epochs 5 --seeds 0
     python benchmarks/iwae_table.py --dataset mnist-5k --epochs 10 --seeds 0,1,2
@@ -216,23 +217,50 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    """Train every model, print the budget and the table, and merge the runs into the JSON file."""
+    """Train every model, print the budget and the table, and merge the runs into the JSON file.
+
+    Each finished run is written at once and reused when the same command (any seeds) runs again,
+    so an interrupted table continues where it stopped.
+    """
     args = parse()
     models, seeds, ks = args.models.split(","), [int(s) for s in args.seeds.split(",")], \
         [int(k) for k in args.ks.split(",")]
     data = pyrovae.load_dataset(args.dataset, binarize="dynamic", seed=0)
-    rows = [run(m, job, s, data, args) for s in seeds for m in models for job in jobs(ks)]  # seed-major
     b = budget(args, data, seeds, ks)
-    print(describe(b) + "\n")
-    print(table(rows, models, ks))
     key = (f"{','.join(models)} | K {','.join(map(str, ks))} | {b['train_rows']} rows, {args.epochs} epochs | "
            f"NLL K={args.ll_samples}, {b['test_rows']} test rows")
-    saved = json.loads(args.out.read_text()) if args.out.exists() else {}
-    saved[key] = {"command": shlex.join(["python", *sys.argv]), "budget": b, "rows": rows,
-                  "table": table(rows, models, ks)}
+    earlier = [] if args.smoke else _saved(args.out).get(key, {}).get("rows", [])  # a smoke run trains anew
+    kept = {_ident(r): r for r in earlier}
+    rows = []
+    for s in seeds:  # seed-major: every cell gets seed 0 first
+        for m in models:
+            for job in jobs(ks):
+                ident = (m, job.estimator, job.k, s)
+                kept[ident] = kept.get(ident) or run(m, job, s, data, args)
+                rows.append(kept[ident])
+                _save(args, key, b, list(kept.values()), None)
+    print(describe(b) + "\n")
+    print(table(rows, models, ks))
+    _save(args, key, b, list(kept.values()), table(rows, models, ks))
+    print(f"wrote {args.out}")
+
+
+def _ident(row: Dict[str, Any]) -> Tuple[str, str, int, int]:
+    """What names one run: model, estimator, K and seed."""
+    return row["model"], row["estimator"], row["k"], row["seed"]
+
+
+def _saved(out: Path) -> Dict[str, Any]:
+    """Every entry of the JSON file (empty if there is none yet)."""
+    return json.loads(out.read_text()) if out.exists() else {}
+
+
+def _save(args, key: str, b: Dict[str, Any], rows: List[Dict[str, Any]], text: str | None) -> None:
+    """Merge this command's runs so far into the JSON file; ``text``: the table, once every run is done."""
+    saved = _saved(args.out)
+    saved[key] = {"command": shlex.join(["python", *sys.argv]), "budget": b, "rows": rows, "table": text}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(saved, indent=2) + "\n")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
