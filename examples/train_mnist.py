@@ -69,6 +69,7 @@ FIGURES = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "img"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (see Usage above)."""
     p = argparse.ArgumentParser(description="Train and evaluate a VAE on mnist-5k through the pyrovae Python API.")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20; 1 with --smoke)")
     p.add_argument("--samples", type=int, default=1000,
@@ -82,26 +83,48 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    """Train, evaluate, write the run folder and draw the figures (the steps of the module docstring)."""
     args = parse_args(argv)
     epochs, samples = (1, 10) if args.smoke else (args.epochs, args.samples)
-    seed = 0
-
-    # The settings of this run, kept in a RunConfig that fit() stores as config.json, so that
-    # `pyrovae evaluate` can reopen --out (it reloads the test set from the dataset name).
-    config = pyrovae.RunConfig(dataset="mnist-5k", binarize="dynamic", latent_dim=20, hidden=(400,),
-                               posterior="normal", prior="normal", likelihood="bernoulli",
-                               estimator="analytic", epochs=epochs, batch_size=100, lr=1e-3,
-                               device="auto", seed=seed)
-
+    config = run_config(epochs)
     data = pyrovae.load_dataset(config.dataset, binarize=config.binarize, seed=config.seed)
-    train = data.train
-    if args.smoke:
-        # The rows are sorted by digit, so take a random (fixed-seed) subset rather than the first rows.
-        rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:1000]
-        train = train[rows]
+    train = training_rows(data, args.smoke, config.seed)
     print(f"data: {data.name}, {len(train)} train / {len(data.test)} test rows of {data.x_dim} pixels, "
           f"binarization {data.binarize}")
+    vae, result = train_vae(config, data, train, args)
+    log_px = evaluate(vae, data, samples, config.seed, progress=not args.smoke)
+    if args.out is not None:
+        folder = pyrovae.RunFolder(args.out)
+        folder.update_summary(log_likelihood={"nats": log_px, "num_samples": samples})
+        print(f"run folder: {args.out}")
+    figures = args.figures or (Path(tempfile.mkdtemp()) if args.smoke else FIGURES)
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_curves(result.metrics, figures / "first_vae_curves.png")
+    plot_reconstructions(vae, data, figures / "first_vae_reconstructions.png")
+    plot_samples(vae, data.image_shape, figures / "first_vae_samples.png", seed=config.seed)
+    print(f"figures: {figures}")
 
+
+def run_config(epochs: int) -> pyrovae.RunConfig:
+    """The settings of this run, which fit() stores as config.json, so that `pyrovae evaluate`
+    can reopen --out (it reloads the test set from the dataset name)."""
+    return pyrovae.RunConfig(dataset="mnist-5k", binarize="dynamic", latent_dim=20, hidden=(400,),
+                             posterior="normal", prior="normal", likelihood="bernoulli",
+                             estimator="analytic", epochs=epochs, batch_size=100, lr=1e-3,
+                             device="auto", seed=0)
+
+
+def training_rows(data, smoke: bool, seed: int) -> torch.Tensor:
+    """All training rows, or with --smoke a random (fixed-seed) 1,000 of them: the rows are sorted
+    by digit, so the first rows would be zeros and ones only."""
+    if not smoke:
+        return data.train
+    rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:1000]
+    return data.train[rows]
+
+
+def train_vae(config: pyrovae.RunConfig, data, train: torch.Tensor, args: argparse.Namespace):
+    """Build the VAE and fit it; prints the last epoch's ELBOs."""
     # fit(seed=...) covers data order, binarization and estimator noise; the initial network
     # weights are drawn here, when the VAE is built, so seed them first (as `pyrovae train` does).
     pyro.set_rng_seed(config.seed)
@@ -116,31 +139,23 @@ def main(argv=None) -> None:
     print(f"trained {last['epoch']} epoch(s) in {time.perf_counter() - started:.1f} s: "
           f"train ELBO {last['train_elbo']:.2f}, test ELBO {last['test_elbo']:.2f} "
           f"(recon {last['test_recon']:.2f}, KL {last['test_kl']:.2f})")
+    return vae, result
 
+
+def evaluate(vae, data, samples: int, seed: int, progress: bool) -> float:
+    """Test ELBO by both estimators and log p(x) by importance sampling; prints them, returns log p(x)."""
     elbo_mc = pyrovae.evaluate_elbo(vae, data.test, estimator="mc", seed=seed)
     elbo_analytic = pyrovae.evaluate_elbo(vae, data.test, estimator="analytic", seed=seed)
     started = time.perf_counter()
-    log_px = pyrovae.log_likelihood(vae, data.test, num_samples=samples, seed=seed, progress=not args.smoke)
+    log_px = pyrovae.log_likelihood(vae, data.test, num_samples=samples, seed=seed, progress=progress)
     print(f"log p(x) took {time.perf_counter() - started:.1f} s")
-
     print("test set, nats per data point (higher is better):")
     for label, value in (("ELBO, estimator mc (SGVB-A, L=1)", elbo_mc),
                          ("ELBO, estimator analytic (SGVB-B, L=1)", elbo_analytic),
                          (f"log p(x), importance sampled (K={samples})", log_px),
                          ("gap log p(x) - ELBO (analytic)", log_px - elbo_analytic)):
         print(f"  {label:<44} {value:9.3f}")
-
-    if args.out is not None:
-        folder = pyrovae.RunFolder(args.out)
-        folder.update_summary(log_likelihood={"nats": log_px, "num_samples": samples})
-        print(f"run folder: {args.out}")
-
-    figures = args.figures or (Path(tempfile.mkdtemp()) if args.smoke else FIGURES)
-    figures.mkdir(parents=True, exist_ok=True)
-    plot_curves(result.metrics, figures / "first_vae_curves.png")
-    plot_reconstructions(vae, data, figures / "first_vae_reconstructions.png")
-    plot_samples(vae, data.image_shape, figures / "first_vae_samples.png", seed=seed)
-    print(f"figures: {figures}")
+    return log_px
 
 
 def plot_curves(metrics, path: Path) -> None:
@@ -178,6 +193,7 @@ def plot_samples(vae, image_shape, path: Path, seed: int) -> None:
 
 
 def _grid(images: torch.Tensor, rows: int, shape, path: Path) -> None:
+    """Draw ``images`` as a ``rows``-row grid of pictures of ``shape``."""
     cols = len(images) // rows
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.7))
     for ax, image in zip(axes.flat, images):
@@ -188,6 +204,7 @@ def _grid(images: torch.Tensor, rows: int, shape, path: Path) -> None:
 
 
 def _save(fig, path: Path) -> None:
+    """Write and close the figure."""
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
