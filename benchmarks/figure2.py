@@ -7,7 +7,7 @@ Nz in {3, 5, 10, 20, 200}. The grid runs through :func:`pyrovae.compare.compare`
 ``report.md`` what the paper claims and whether these runs agree, with 95% t-intervals over seeds
 of the paired (same seed, same data order, same initial weights) differences.
 
-    # the full protocol on CPU (45 runs, about 4 minutes each on 2 cores; a checkpoint per epoch):
+    # the full protocol on CPU (45 runs, 10-16 minutes each on a shared 2-core CPU; a checkpoint per epoch):
     python benchmarks/figure2.py --samples 3e6 --seeds 3 --device cpu --batched off \
         --out benchmarks/results/figure2-fashion-mnist --resume
     python benchmarks/figure2.py --smoke --out /tmp/figure2-smoke      # a minute: tiny sizes
