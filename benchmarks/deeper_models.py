@@ -6,7 +6,10 @@ and log p(x) by importance sampling (K samples on the first ``--test-rows`` test
 points for every model). Prints mean ± standard error over seeds and paired differences against
 the first model, and writes JSON (merged with earlier rows of the same file, so groups of models
 can be measured separately). Every finished run is written at once, and running the same command
-again reuses the runs it finds, so an interrupted comparison continues where it stopped.
+again reuses the runs it finds, so an interrupted comparison continues where it stopped. Each
+run also keeps its fit folder under ``--work`` (checkpoint per epoch): an interrupted run resumes
+from its last epoch, and the same models evaluated again with another ``--samples`` or
+``--test-rows`` are reloaded instead of trained again.
 
     python benchmarks/deeper_models.py --models normal,iaf,iaf-global,vamp --dataset mnist-5k --seeds 0,1,2
     python benchmarks/deeper_models.py --models mlp,conv --dataset mnist-5k --seeds 0,1,2
@@ -44,9 +47,14 @@ def run(name: str, seed: int, data, args) -> dict:
     """Train one model with one seed and measure it."""
     pyro.set_rng_seed(seed)
     vae = pyrovae.VAE(data.x_dim, image_shape=data.image_shape, **MODELS[name])
+    # A fit folder per run: an interrupted run resumes from its last epoch, and a finished one is
+    # reloaded without training when only the evaluation differs (another --samples or --test-rows).
+    folder = None if not args.work else \
+        Path(args.work) / f"{args.dataset}-{name}-{args.estimator}-x{args.particles}-e{args.epochs}-seed{seed}"
     result = pyrovae.fit(vae, data.train, test=None, estimator=args.estimator, num_particles=args.particles,
                          epochs=args.epochs, seed=seed, dynamic_binarization=data.dynamic, device="cpu",
-                         progress=False, figures=False)
+                         progress=False, figures=False, out=None if folder is None else str(folder),
+                         resume=folder is not None and pyrovae.RunFolder(folder).exists())
     test = data.test[:args.test_rows]
     start = time.perf_counter()
     ll = pyrovae.log_likelihood(vae, test, num_samples=args.samples, seed=seed)
@@ -88,10 +96,12 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="importance samples K for log p(x)")
     p.add_argument("--test-rows", type=int, default=500)
     p.add_argument("--out", default=None, help="JSON file (default benchmarks/results/deeper_<dataset>.json)")
+    p.add_argument("--work", default="runs/deeper_models",
+                   help="folder of each run's checkpoints (\"\": none; none with --smoke)")
     p.add_argument("--smoke", action="store_true", help="one seed, one epoch, tiny evaluation")
     args = p.parse_args()
     if args.smoke:
-        args.seeds, args.epochs, args.samples, args.test_rows = "0", 1, 10, 20
+        args.seeds, args.epochs, args.samples, args.test_rows, args.work = "0", 1, 10, 20, None
     models, seeds = args.models.split(","), [int(s) for s in args.seeds.split(",")]
     data = pyrovae.load_dataset(args.dataset)
     out = Path(args.out or f"benchmarks/results/deeper_{args.dataset}.json")
@@ -118,7 +128,7 @@ def _save(out: Path, key: str, args, rows, models, complete: bool) -> None:
     """Merge this command's rows so far into ``out``; the table once every run is done."""
     saved = json.loads(out.read_text()) if out.exists() else {}
     saved[key] = {"command": "python benchmarks/deeper_models.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "smoke")),
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "smoke", "work")),
         "rows": rows, "table": table(rows, models) if complete else None}
     out.write_text(json.dumps(saved, indent=2) + "\n")
 
