@@ -24,6 +24,7 @@ import math
 import statistics
 import time
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import pyro
 
@@ -43,18 +44,30 @@ MODELS = {
 }
 
 
+def fit_in(folder: Optional[Path], vae, train, **options: Any) -> pyrovae.FitResult:
+    """``pyrovae.fit`` with its run folder kept in ``folder`` (None: none): a run interrupted
+    mid-way resumes from its last epoch (on CPU, as if uninterrupted), and a finished one is
+    reloaded without training."""
+    return pyrovae.fit(vae, train, out=None if folder is None else str(folder),
+                       resume=folder is not None and pyrovae.RunFolder(folder).exists(), **options)
+
+
+def saved(out: Path) -> Dict[str, Any]:
+    """Every entry of a results JSON file (empty if there is none yet)."""
+    return json.loads(out.read_text()) if out.exists() else {}
+
+
 def run(name: str, seed: int, data, args) -> dict:
     """Train one model with one seed and measure it."""
     pyro.set_rng_seed(seed)
     vae = pyrovae.VAE(data.x_dim, image_shape=data.image_shape, **MODELS[name])
-    # A fit folder per run: an interrupted run resumes from its last epoch, and a finished one is
-    # reloaded without training when only the evaluation differs (another --samples or --test-rows).
+    # A finished run is reloaded without training when only the evaluation differs (another
+    # --samples or --test-rows).
     folder = None if not args.work else \
         Path(args.work) / f"{args.dataset}-{name}-{args.estimator}-x{args.particles}-e{args.epochs}-seed{seed}"
-    result = pyrovae.fit(vae, data.train, test=None, estimator=args.estimator, num_particles=args.particles,
-                         epochs=args.epochs, seed=seed, dynamic_binarization=data.dynamic, device="cpu",
-                         progress=False, figures=False, out=None if folder is None else str(folder),
-                         resume=folder is not None and pyrovae.RunFolder(folder).exists())
+    result = fit_in(folder, vae, data.train, test=None, estimator=args.estimator, num_particles=args.particles,
+                    epochs=args.epochs, seed=seed, dynamic_binarization=data.dynamic, device="cpu",
+                    progress=False, figures=False)
     test = data.test[:args.test_rows]
     start = time.perf_counter()
     ll = pyrovae.log_likelihood(vae, test, num_samples=args.samples, seed=seed)
@@ -107,7 +120,7 @@ def main() -> None:
     out = Path(args.out or f"benchmarks/results/deeper_{args.dataset}.json")
     key = f"{','.join(models)} | {args.estimator} x{args.particles}, {args.epochs} epochs, K={args.samples}, " \
           f"{args.test_rows} test rows"
-    kept = {} if args.smoke else {(r["model"], r["seed"]): r for r in _entry(out, key).get("rows", [])}
+    kept = {} if args.smoke else {(r["model"], r["seed"]): r for r in saved(out).get(key, {}).get("rows", [])}
     rows = []
     for s in seeds:  # seed-major: every model sees each seed
         for m in models:
@@ -119,18 +132,13 @@ def main() -> None:
         print(f"wrote {out}")
 
 
-def _entry(out: Path, key: str) -> dict:
-    """The saved entry of these models and settings in ``out`` (empty if none)."""
-    return (json.loads(out.read_text()) if out.exists() else {}).get(key, {})
-
-
 def _save(out: Path, key: str, args, rows, models, complete: bool) -> None:
     """Merge this command's rows so far into ``out``; the table once every run is done."""
-    saved = json.loads(out.read_text()) if out.exists() else {}
-    saved[key] = {"command": "python benchmarks/deeper_models.py " + " ".join(
+    entries = saved(out)
+    entries[key] = {"command": "python benchmarks/deeper_models.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "smoke", "work")),
         "rows": rows, "table": table(rows, models) if complete else None}
-    out.write_text(json.dumps(saved, indent=2) + "\n")
+    out.write_text(json.dumps(entries, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import pyro
 import torch
 
 import pyrovae
-from deeper_models import MODELS, mean_se
+from deeper_models import MODELS, fit_in, mean_se, saved
 from pyrovae.evaluate import seeded
 from pyrovae.summaries import posterior_point
 
@@ -130,14 +130,11 @@ def run(name: str, job: Job, seed: int, data, args) -> Dict[str, Any]:
     """Train model ``name`` on ``job``'s objective with one seed; measure NLL, test ELBO and active units."""
     pyro.set_rng_seed(seed)
     vae = pyrovae.VAE(data.x_dim, image_shape=data.image_shape, **MODELS[name])
-    # A fit folder per run: a run interrupted mid-way resumes from its last epoch (fit's resume
-    # equals an uninterrupted run on CPU), which matters for K = 50 runs of half an hour.
+    # A fit folder per run: K = 50 runs take half an hour, and an interrupted one resumes.
     folder = None if args.work is None else args.work / f"{name}-{job.estimator}-k{job.k}-seed{seed}"
-    result = pyrovae.fit(vae, data.train[:args.train_rows], test=None, estimator=job.estimator,
-                         num_particles=job.k, epochs=args.epochs, seed=seed, dynamic_binarization=data.dynamic,
-                         device="cpu", progress=False, figures=False, **TRAINING,
-                         out=None if folder is None else str(folder),
-                         resume=folder is not None and pyrovae.RunFolder(folder).exists())
+    result = fit_in(folder, vae, data.train[:args.train_rows], test=None, estimator=job.estimator,
+                    num_particles=job.k, epochs=args.epochs, seed=seed, dynamic_binarization=data.dynamic,
+                    device="cpu", progress=False, figures=False, **TRAINING)
     test = data.test[:args.test_rows]
     start = time.perf_counter()
     ll = pyrovae.log_likelihood(vae, test, num_samples=args.ll_samples, seed=seed)
@@ -238,7 +235,7 @@ def main() -> None:
     b = budget(args, data, seeds, ks)
     key = (f"{','.join(models)} | K {','.join(map(str, ks))} | {b['train_rows']} rows, {args.epochs} epochs | "
            f"NLL K={args.ll_samples}, {b['test_rows']} test rows")
-    earlier = [] if args.smoke else _saved(args.out).get(key, {}).get("rows", [])  # a smoke run trains anew
+    earlier = [] if args.smoke else saved(args.out).get(key, {}).get("rows", [])  # a smoke run trains anew
     kept = {_ident(r): r for r in earlier}
     rows = []
     for s in seeds:  # seed-major: every cell gets seed 0 first
@@ -259,17 +256,12 @@ def _ident(row: Dict[str, Any]) -> Tuple[str, str, int, int]:
     return row["model"], row["estimator"], row["k"], row["seed"]
 
 
-def _saved(out: Path) -> Dict[str, Any]:
-    """Every entry of the JSON file (empty if there is none yet)."""
-    return json.loads(out.read_text()) if out.exists() else {}
-
-
 def _save(args, key: str, b: Dict[str, Any], rows: List[Dict[str, Any]], text: str | None) -> None:
     """Merge this command's runs so far into the JSON file; ``text``: the table, once every run is done."""
-    saved = _saved(args.out)
-    saved[key] = {"command": shlex.join(["python", *sys.argv]), "budget": b, "rows": rows, "table": text}
+    entries = saved(args.out)
+    entries[key] = {"command": shlex.join(["python", *sys.argv]), "budget": b, "rows": rows, "table": text}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(saved, indent=2) + "\n")
+    args.out.write_text(json.dumps(entries, indent=2) + "\n")
 
 
 if __name__ == "__main__":
