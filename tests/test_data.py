@@ -155,6 +155,9 @@ def test_fresh_binarization_draws_bernoulli_of_the_grey_levels():
     assert torch.equal(fresh_binarization(torch.tensor([[0.0, 1.0]] * 100)), torch.tensor([[0.0, 1.0]] * 100))
     a, b = (fresh_binarization(grey, torch.Generator().manual_seed(5)) for _ in range(2))
     assert torch.equal(a, b)
+    # The draw is "a uniform below the grey level", so runs keep their data stream across versions.
+    uniform = torch.empty_like(grey).uniform_(generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, (uniform < grey).to(grey.dtype))
 
 
 def test_unknown_names_suggest_the_nearest():
