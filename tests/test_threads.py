@@ -47,9 +47,10 @@ def test_training_runs_on_the_threads_asked_and_restores_torchs(monkeypatch, cap
 
 def test_a_busy_machine_gets_one_note_in_the_progress_output(monkeypatch, capsys):
     monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
-    _fit(progress=True)
+    # Two threads asked: the note does not hang on torch's own number (OMP_NUM_THREADS=1 has none).
+    _fit(progress=True, threads=2)
     assert capsys.readouterr().err.count("note: the machine is busy (load average 64.0") == 1
-    _fit(progress=False)
+    _fit(progress=False, threads=2)
     assert "machine is busy" not in capsys.readouterr().err
 
 
