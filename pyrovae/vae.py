@@ -120,6 +120,12 @@ class VAE(nn.Module):
         self.x_dim, self.z_dim, self.hidden = x_dim, compact_sizes(z_dim), compact_hidden(hidden)
         #: The top stochastic layer's size: what the prior, :meth:`embed` and the figures see.
         self.z_top = sizes[-1]
+        prior_spec = self._resolve_names(posterior, prior, likelihood, activation, conditional, num_classes)
+        self._build_modules(sizes, hiddens, prior_spec, arch, image_shape, encoder, decoder)
+
+    def _resolve_names(self, posterior: str, prior: Optional[str], likelihood: str, activation: str,
+                       conditional: str, num_classes: Optional[int]):
+        """Resolve and check the registered names; returns the prior's spec (its module is built later)."""
         self.posterior_family = FAMILIES.get(posterior, "posterior family")
         prior = prior or self.posterior_family.default_prior
         prior_spec = PRIORS.get(prior, "prior family")
@@ -131,20 +137,27 @@ class VAE(nn.Module):
         #: The weight of the KL term (beta of Higgins et al. 2017); 1 gives the ELBO. See :meth:`kl_weighted`.
         self.kl_weight = 1.0
         self.likelihood_spec = LIKELIHOODS[likelihood]
+        return prior_spec
+
+    def _build_modules(self, sizes: Sequence[int], hiddens, prior_spec, arch: str,
+                       image_shape: Optional[Tuple[int, int]], encoder: Optional[nn.Module],
+                       decoder: Optional[nn.Module]) -> None:
+        """Build the prior, posterior head, likelihood, networks and latent stack, in this order
+        (the order of the parameters, which optimizer states and checkpoints follow)."""
         # A prior built from the encoder (the VampPrior) is made once the encoder exists, below.
-        self.prior = (ClassMeanPrior(self.z_top, num_classes) if self.conditioning.class_prior
+        self.prior = (ClassMeanPrior(self.z_top, self.num_classes) if self.conditioning.class_prior
                       else None if prior_spec.uses_encoder else prior_spec.build(self.z_top))
         self.posterior = self.posterior_family.posterior_head(sizes[0])
-        self.likelihood = self.likelihood_spec.build(x_dim)
+        self.likelihood = self.likelihood_spec.build(self.x_dim)
         self.names["arch"], self.image_shape = arch, None if image_shape is None else tuple(image_shape)
         nets, net_sizes = ARCHITECTURES.get(arch, "architecture"), _network_sizes(self, sizes[0], hiddens[0])
         self.encoder = encoder if encoder is not None else nets.encoder(net_sizes)
         self.decoder = decoder if decoder is not None else nets.decoder(net_sizes)
         #: The latent sites and the networks between stochastic layers (none for one layer).
-        self.layers = LatentStack(sizes, hiddens, self.posterior_family, activation)
+        self.layers = LatentStack(sizes, hiddens, self.posterior_family, self.names["activation"])
         if self.prior is None:
             self.prior = prior_spec.make(self.z_top, EncoderView(
-                x_dim, self.encode_top, self.posterior, net_sizes.enc_out, bool(self.conditioning.encoder_label)))
+                self.x_dim, self.encode_top, self.posterior, net_sizes.enc_out, bool(self.conditioning.encoder_label)))
 
     # -- the two Pyro programs -------------------------------------------------------------
 

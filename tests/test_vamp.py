@@ -34,6 +34,38 @@ def test_log_density_is_the_mean_of_the_pseudo_input_posteriors(float64):
     torch.testing.assert_close(vae.prior().log_prob(z), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("narrow", [False, True])
+def test_matrix_product_log_density_is_pyros_mixture_density(float64, narrow):
+    """VampMixture's log-density and its gradients (points, pseudo-inputs, encoder) equal Pyro's
+    MixtureSameFamily broadcast to 1e-10, with components as narrow as sigma = 1e-3 and points
+    far from them; in float32 it is as close to the float64 density as Pyro's own float32 one."""
+    torch.manual_seed(3)
+    vae = VAE(6, 3, (8,), prior="vamp").double()
+    if narrow:  # log sigma^2 around -14: sigma near 1e-3, precisions near 1e6
+        vae.encoder[-1].bias.data[3:] -= 14.0
+    z = (4 * torch.randn(2, 7, 3)).requires_grad_()
+    prior = vae.prior()
+    assert type(prior).__name__ == "VampMixture"
+    assert (prior.component_distribution.base_dist.scale.max() < 0.01) == narrow
+    reference = dist.MixtureSameFamily(prior.mixture_distribution, prior.component_distribution)
+    got, expected = prior.log_prob(z), reference.log_prob(z)
+    assert got.shape == expected.shape == (2, 7)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
+    wrt = [z, vae.prior.pseudo_inputs, *vae.encoder.parameters()]
+    for a, b in zip(torch.autograd.grad(got.sum(), wrt, retain_graph=True), torch.autograd.grad(expected.sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * (1 + b.abs().max().item()))
+    # float32: within float32 rounding of the float64 density of the same (float32) components.
+    single = vae.float().prior()
+    z32 = z.detach().float()
+    base = single.component_distribution.base_dist
+    truth = dist.MixtureSameFamily(dist.Categorical(logits=single.mixture_distribution.logits.double()),
+                                   dist.Independent(dist.Normal(base.loc.double(), base.scale.double()), 1))
+    truth = truth.log_prob(z32.double())
+    ours = single.log_prob(z32)
+    assert ours.dtype == torch.float32
+    assert (ours.double() - truth).abs().max() <= 4 * torch.finfo(torch.float32).eps * truth.abs().max()
+
+
 def test_log_density_of_a_flow_posterior_mixture(float64):
     """With the amortized IAF each component is a flow; the mixture is their mean density."""
     vae = _vae("iaf")
@@ -60,7 +92,7 @@ def test_auto_samples_its_kl_and_analytic_refuses(float64):
     auto = estimator("auto")
     assert torch.isfinite(auto.differentiable_loss(vae.model, vae.guide, x))
     assert auto.kl_routes == {"z": "sampled"}
-    with pytest.raises(PyroVAEError, match="with prior MixtureSameFamily, which has none; use 'auto' or 'mc'"):
+    with pytest.raises(PyroVAEError, match="with prior VampMixture, which has none; use 'auto' or 'mc'"):
         estimator("analytic").differentiable_loss(vae.model, vae.guide, x)
     assert all(v == "-" for (_, p), v in closed_form_table().items() if p == "vamp")  # every family mixes
 

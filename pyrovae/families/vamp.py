@@ -7,6 +7,11 @@ distributions, so any posterior family whose distribution has a batch shape to m
 it has no closed-form KL with anything, so ``auto`` reports it ``sampled`` and ``analytic``
 refuses it.
 
+Mixed Normal posteriors (the usual case) get their log-density from one matrix product
+(:class:`VampMixture`) instead of Pyro's broadcast over rows x components x dimensions: the
+same numbers, tens of times faster, which is what makes the importance-sampled ``log p(x)`` of
+a VampPrior VAE affordable (every one of the K samples of every row meets all 500 components).
+
 The pseudo-inputs start uniform on ``[0, 1]``, the range of the grey-level images the image
 likelihoods model: the prior is built with the VAE, before it sees data, so the initial weights
 stay a function of the seed alone (Tomczak & Welling initialise near the data too).
@@ -14,6 +19,7 @@ stay a function of the seed alone (Tomczak & Welling initialise near the data to
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import pyro.distributions as dist
@@ -49,7 +55,42 @@ class VampPrior(nn.Module):
         """The mixture, event shape ``(z_dim,)``; ``y`` is ignored (the VampPrior is unconditional)."""
         components = self._encode(self.pseudo_inputs)
         uniform = dist.Categorical(logits=self.pseudo_inputs.new_zeros(self.pseudo_inputs.shape[0]))
-        return dist.MixtureSameFamily(uniform, components, validate_args=False)
+        return VampMixture(uniform, components, validate_args=False)
+
+
+class VampMixture(dist.MixtureSameFamily):
+    """Pyro's :class:`~pyro.distributions.MixtureSameFamily`, whose ``log_prob`` of diagonal Normal
+    components is computed as one matrix product.
+
+    For component ``k`` with means ``mu_k`` and precisions ``p_k = 1 / sigma_k^2``,
+    ``sum_d p_kd (z_d - mu_kd)^2 = (z^2) . p_k - 2 z . (mu_k p_k) + mu_k^2 . p_k``: one product of
+    ``[z^2, z]`` (``(n, 2D)``) with a ``(2D, K)`` matrix instead of an ``(n, K, D)`` broadcast. The
+    expansion subtracts large terms when a component is narrow, so it is evaluated in float64
+    (float32's rounding of ``z^2 p`` would reach 1e-3 nats for ``sigma = 0.01``) and the result
+    is cast back to the points' dtype. Other component families use Pyro's own ``log_prob``.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        normal = _diagonal_normal(self.component_distribution)
+        if normal is None or self.batch_shape != ():
+            return super().log_prob(value)
+        loc, scale = normal.loc.double(), normal.scale.double()
+        precision, z = scale.pow(-2), value.double()
+        # log w_k - log((2 pi)^(D/2) prod_d sigma_kd) - mu_k^2 . p_k / 2: what does not depend on z.
+        constant = (torch.log_softmax(self.mixture_distribution.logits.double(), -1) - scale.log().sum(-1)
+                    - 0.5 * loc.shape[-1] * math.log(2 * math.pi) - 0.5 * (loc * loc * precision).sum(-1))
+        # [z^2, z] @ [-p / 2, mu p]^T: every component's z-dependent terms in one product.
+        log_joint = torch.cat([z * z, z], -1) @ torch.cat([-0.5 * precision, loc * precision], -1).T + constant
+        return torch.logsumexp(log_joint, -1).to(value.dtype)
+
+
+def _diagonal_normal(components: dist.TorchDistribution) -> Optional[dist.Normal]:
+    """The ``(K, D)`` Normal of independent dimensions under ``components``, or None for other families."""
+    base = getattr(components, "base_dist", None)
+    if (isinstance(components, dist.Independent) and type(base) in (dist.Normal, torch.distributions.Normal)
+            and components.reinterpreted_batch_ndims == 1 and base.loc.dim() == 2):
+        return base
+    return None
 
 
 def _check_mixable(encoder: EncoderView) -> None:
