@@ -43,7 +43,7 @@ def test_every_training_option_is_a_train_flag_and_a_config_key():
 
 
 def test_resumable_options_are_the_declared_ones():
-    assert resumable(RunConfig) == ("epochs", "samples", "curve_points", "lr", "device", "threads", "step",
+    assert resumable(RunConfig) == ("epochs", "samples", "curve_points", "lr", "device", "threads", "keep_denormals", "step",
                                     "checkpoint_every", "tensorboard", "data_dir")
 
 

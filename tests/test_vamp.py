@@ -10,7 +10,7 @@ import torch
 from pyrovae import VAE, PyroVAEError
 from pyrovae.estimators import estimator
 from pyrovae.families import PRIORS, EncoderView, VampPrior, closed_form_table
-from pyrovae.families.vamp import DEFAULT_PSEUDO_INPUTS
+from pyrovae.families.vamp import DEFAULT_PSEUDO_INPUTS, _shared_normal_components
 
 
 def _vae(posterior="normal"):
@@ -47,10 +47,17 @@ def test_matrix_product_log_density_is_pyros_mixture_density(float64, narrow):
     prior = vae.prior()
     assert type(prior).__name__ == "VampMixture"
     assert (prior.component_distribution.base_dist.scale.max() < 0.01) == narrow
+    assert _shared_normal_components(prior) is not None
     reference = dist.MixtureSameFamily(prior.mixture_distribution, prior.component_distribution)
     got, expected = prior.log_prob(z), reference.log_prob(z)
     assert got.shape == expected.shape == (2, 7)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
+    # Under a plate of 7 rows the mixture is expanded (stride 0), as in training and evaluation.
+    expanded = prior.expand(torch.Size([7]))
+    assert type(expanded).__name__ == "VampMixture" and expanded.batch_shape == (7,)
+    assert _shared_normal_components(expanded) is not None  # the matrix-product path, not Pyro's
+    torch.testing.assert_close(expanded.log_prob(z), expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(expanded.log_prob(z[0, 0]), expected[0, 0].expand(7), rtol=1e-12, atol=1e-10)
     wrt = [z, vae.prior.pseudo_inputs, *vae.encoder.parameters()]
     for a, b in zip(torch.autograd.grad(got.sum(), wrt, retain_graph=True), torch.autograd.grad(expected.sum(), wrt)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * (1 + b.abs().max().item()))

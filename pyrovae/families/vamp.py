@@ -71,26 +71,35 @@ class VampMixture(dist.MixtureSameFamily):
     """
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        normal = _diagonal_normal(self.component_distribution)
-        if normal is None or self.batch_shape != ():
+        shared = _shared_normal_components(self)
+        if shared is None:
             return super().log_prob(value)
-        loc, scale = normal.loc.double(), normal.scale.double()
-        precision, z = scale.pow(-2), value.double()
+        loc, scale, logits = (t.double() for t in shared)
+        precision = scale.pow(-2)
+        z = value.double().expand(torch.broadcast_shapes(value.shape, self.batch_shape + self.event_shape))
         # log w_k - log((2 pi)^(D/2) prod_d sigma_kd) - mu_k^2 . p_k / 2: what does not depend on z.
-        constant = (torch.log_softmax(self.mixture_distribution.logits.double(), -1) - scale.log().sum(-1)
+        constant = (torch.log_softmax(logits, -1) - scale.log().sum(-1)
                     - 0.5 * loc.shape[-1] * math.log(2 * math.pi) - 0.5 * (loc * loc * precision).sum(-1))
         # [z^2, z] @ [-p / 2, mu p]^T: every component's z-dependent terms in one product.
         log_joint = torch.cat([z * z, z], -1) @ torch.cat([-0.5 * precision, loc * precision], -1).T + constant
         return torch.logsumexp(log_joint, -1).to(value.dtype)
 
 
-def _diagonal_normal(components: dist.TorchDistribution) -> Optional[dist.Normal]:
-    """The ``(K, D)`` Normal of independent dimensions under ``components``, or None for other families."""
+def _shared_normal_components(mixture: dist.MixtureSameFamily):
+    """``(loc, scale, logits)`` of shapes ``(K, D)``, ``(K, D)``, ``(K,)`` when the components are
+    independent Normals shared by the whole batch (a plate expands the mixture without copying:
+    stride 0 along the batch); None otherwise."""
+    components = mixture.component_distribution
     base = getattr(components, "base_dist", None)
-    if (isinstance(components, dist.Independent) and type(base) in (dist.Normal, torch.distributions.Normal)
-            and components.reinterpreted_batch_ndims == 1 and base.loc.dim() == 2):
-        return base
-    return None
+    if not (isinstance(components, dist.Independent) and type(base) in (dist.Normal, torch.distributions.Normal)
+            and components.reinterpreted_batch_ndims == 1):
+        return None
+    batch = len(mixture.batch_shape)
+    tensors = (base.loc, base.scale, mixture.mixture_distribution.logits)
+    if any(t.dim() != batch + d or any(t.stride(i) != 0 and t.shape[i] != 1 for i in range(batch))
+           for t, d in zip(tensors, (2, 2, 1))):
+        return None
+    return tuple(t[(0,) * batch] for t in tensors)
 
 
 def _check_mixable(encoder: EncoderView) -> None:

@@ -42,6 +42,7 @@ from .curve import Curve
 from .epochs import Epochs
 from .folders import checkpoint_to_resume, check_folder, resume_from
 from .guard import DivergenceGuard
+from .denormals import denormals_flushed
 from .threads import training_threads
 from .loop import Loop, TestSet
 from .outcome import FigureSource, finish_run, summary_of
@@ -150,7 +151,7 @@ def fit(model, train, test=None, *, options: Optional[TrainOptions] = None, out:
     # The param store scope keeps the user's store free of our names; the loop sets the KL weight
     # per epoch, and the model's own weight is back when training ends.
     with session, pyro.get_param_store().scope(), kl_weight_restored(model), \
-            training_threads(opts.threads, ranks, dev, progress):
+            training_threads(opts.threads, ranks, dev, progress), denormals_flushed(opts.keep_denormals, dev):
         budget = Budget(opts.epochs, opts.samples, len(data.train), opts.batch_size)
         loop.curve = _curve(budget, opts, data, loop.test, ranks, point_callback)
         _start(checkpoints, out, resume, ranks, opts, budget)
