@@ -43,8 +43,8 @@ def test_every_training_option_is_a_train_flag_and_a_config_key():
 
 
 def test_resumable_options_are_the_declared_ones():
-    assert resumable(RunConfig) == ("epochs", "samples", "curve_points", "lr", "device", "threads", "keep_denormals", "step",
-                                    "checkpoint_every", "tensorboard", "data_dir")
+    assert resumable(RunConfig) == ("epochs", "samples", "curve_points", "lr", "device", "threads", "keep_denormals",
+                                    "step", "checkpoint_every", "tensorboard", "data_dir")
 
 
 def test_unknown_and_bad_options_are_one_line():
