@@ -23,6 +23,7 @@ from pyrovae.data import (
     fresh_binarization,
     load_dataset,
     load_idx,
+    parallel_uniforms,
     validate_array,
 )
 from pyrovae.errors import PyroVAEError
@@ -142,22 +143,49 @@ def test_binarize_function():
     assert torch.equal(binarize(torch.tensor([[0.0, 1.0]])), torch.tensor([[0.0, 1.0]]))
 
 
-def test_fresh_binarization_draws_bernoulli_of_the_grey_levels():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fresh_binarization_draws_bernoulli_of_the_grey_levels(dtype):
     """Every entry's frequency over 2,000 epochs' draws is its grey level: a chi-square test of
     all entries together (the sum of squared binomial z-scores), and the extremes 0 and 1 exact."""
-    grey = torch.rand(50, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
+    grey = torch.rand(50, 784, dtype=dtype, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
     g = torch.Generator().manual_seed(1)
     draws = torch.stack([fresh_binarization(grey, g) for _ in range(2000)])
     assert set(torch.unique(draws).tolist()) == {0.0, 1.0} and draws.dtype == grey.dtype
-    z = (draws.mean(0) - grey) / (grey * (1 - grey) / len(draws)).sqrt()
+    z = (draws.double().mean(0) - grey) / (grey * (1 - grey) / len(draws)).sqrt()
     assert scipy.stats.chi2.sf(float((z ** 2).sum()), df=z.numel()) > 1e-3
     assert scipy.stats.chi2.cdf(float((z ** 2).sum()), df=z.numel()) > 1e-3  # not too close either
-    assert torch.equal(fresh_binarization(torch.tensor([[0.0, 1.0]] * 100)), torch.tensor([[0.0, 1.0]] * 100))
-    a, b = (fresh_binarization(grey, torch.Generator().manual_seed(5)) for _ in range(2))
-    assert torch.equal(a, b)
-    # The draw is "a uniform below the grey level", so runs keep their data stream across versions.
-    uniform = torch.empty_like(grey).uniform_(generator=torch.Generator().manual_seed(5))
-    assert torch.equal(a, (uniform < grey).to(grey.dtype))
+    extremes = torch.tensor([[0.0, 1.0]] * 100, dtype=dtype)
+    assert torch.equal(fresh_binarization(extremes), extremes)
+
+
+def test_fresh_binarization_is_decided_by_the_data_stream():
+    """The same generator state gives the same draw, the next state another; on a CPU the draw is
+    ``parallel_uniforms(seeded by two draws of the stream) < x``."""
+    grey = torch.rand(30, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    a = fresh_binarization(grey, g)
+    assert not torch.equal(a, fresh_binarization(grey, g))  # the stream moved on
+    g.set_state(state)
+    assert torch.equal(a, fresh_binarization(grey, g))  # a resumed epoch redraws the same data
+    entropy = torch.randint(2**63 - 1, (2,), generator=torch.Generator().manual_seed(5)).tolist()
+    assert torch.equal(a, (parallel_uniforms(grey.shape, grey.dtype, entropy, 1) < grey).to(grey.dtype))
+
+
+def test_parallel_uniforms_do_not_depend_on_the_threads(monkeypatch):
+    """Small blocks, so that 40 streams fill the tensor: 1 and 3 threads give the same values, the
+    blocks are different streams, and the values are uniform (Kolmogorov-Smirnov) on torch's grid
+    (24 bits for float32)."""
+    monkeypatch.setattr("pyrovae.data.binarization.BLOCK", 1000)
+    one = parallel_uniforms(torch.Size([50, 784]), torch.float64, [7, 8], threads=1)
+    assert torch.equal(one, parallel_uniforms(torch.Size([50, 784]), torch.float64, [7, 8], threads=3))
+    blocks = one.reshape(-1)[:39000].reshape(39, 1000)
+    assert len({tuple(b[:4].tolist()) for b in blocks}) == 39
+    assert scipy.stats.kstest(one.reshape(-1).numpy(), "uniform").pvalue > 1e-3
+    assert not torch.equal(one, parallel_uniforms(torch.Size([50, 784]), torch.float64, [7, 9], threads=1))
+    single = parallel_uniforms(torch.Size([39200]), torch.float32, [7, 8], threads=2)
+    assert single.dtype == torch.float32 and 0 <= float(single.min()) and float(single.max()) < 1
+    assert torch.equal(single * 2**24, (single * 2**24).floor())
 
 
 def test_unknown_names_suggest_the_nearest():

@@ -16,7 +16,7 @@ importable from here too.
 The package is split by concern, each module importing only those below it:
 
 - :mod:`.labels`: :func:`validate_labels`, the label check the model uses
-- :mod:`.binarization`: :data:`BINARIZATIONS`, :func:`binarize` and :func:`fresh_binarization`
+- :mod:`.binarization`: :data:`BINARIZATIONS`, :func:`binarize`, :func:`fresh_binarization` and :func:`parallel_uniforms`
 - :mod:`.ppca`: the :class:`PPCA` ground-truth model
 - :mod:`.dataset`: the :class:`Dataset` type and the shared split helpers
 - :mod:`.mnist5k`, :mod:`.idx`, :mod:`.synthetic`: the built-in loaders
@@ -31,7 +31,7 @@ before; private helpers live in their own modules (patch them there, e.g.
 
 from __future__ import annotations
 
-from .binarization import BINARIZATIONS, binarize, fresh_binarization
+from .binarization import BINARIZATIONS, binarize, fresh_binarization, parallel_uniforms
 from .dataset import Dataset
 from .idx import load_idx
 from .labels import validate_labels
@@ -43,5 +43,5 @@ from ..validation import validate_array
 
 __all__ = [
     "BINARIZATIONS", "DATASETS", "Dataset", "PPCA", "binarize", "fresh_binarization", "load_dataset", "load_idx",
-    "validate_array", "validate_labels",
+    "parallel_uniforms", "validate_array", "validate_labels",
 ]
