@@ -199,7 +199,8 @@ def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int]
             init: Optional[str] = None, batch_size: int = 100, lr: Optional[float] = None, device: str = "auto",
             ll_samples: int = 1000, ll_rows: Optional[int] = None, grad_repeats: int = 50, curve_points: int = 12,
             grad_points: int = 3, out: Optional[str] = None, resume: bool = False, batched: Optional[bool] = None,
-            on_run=None, ranks: Optional[distributed.Ranks] = None) -> Dict[str, Any]:
+            on_run=None, ranks: Optional[distributed.Ranks] = None,
+            shard: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Run the grid (latent size x seed x estimator) and return every record (see ``report.py``).
 
     :param samples: the training budget of every run in samples (see the option ``samples``);
@@ -216,17 +217,22 @@ def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int]
     :param on_run: ``on_run(record)`` after each run.
     :param ranks: from :func:`pyrovae.distributed.init_from_env` under ``torchrun``: every cell
         trains and evaluates data-parallel; the records are the same on every rank.
+    :param shard: ``(i, n)``: train only the runs whose place in the grid's order (latent size,
+        then seed, then estimator) is ``i`` modulo ``n``, and return their records, so that ``n``
+        processes given the same ``out`` (and ``resume``) train one grid together, one run
+        each at a time. A last call without ``shard`` finds every run finished and returns them all.
     """
     grid = Grid(tuple(estimators), tuple(latent_dims), seeds, epochs, samples, particles, setup, init, batch_size,
                 lr, device, ll_samples, ll_rows, grad_repeats, curve_points, grad_points)
     SETUPS.check(setup)
     _validate(data, grid)
+    _check_shard(shard, out, batched, ranks)
     settings = grid.settings(data)
     folder = None if out is None else GridFolder(out, settings, resume, writer=ranks is None or ranks.main)
     g = torch.Generator().manual_seed(0)
     probe = data.train[:batch_size]
     probe = torch.bernoulli(probe, generator=g) if data.dynamic else probe
-    runs, together = [], _batched(grid, batched, ranks)
+    runs, together = [], shard is None and _batched(grid, batched, ranks)
     for z_dim in latent_dims:
         if together:
             from .grid_batched import run_group  # it builds on this module
@@ -238,10 +244,30 @@ def compare(data: Dataset, estimators: Sequence[str], latent_dims: Sequence[int]
             continue
         for seed in range(seeds):
             for est in estimators:
+                if shard is not None and _place(grid, z_dim, seed, est) % shard[1] != shard[0]:
+                    continue
                 runs.append(run_one(data, grid, est, z_dim, seed, probe, folder=folder, ranks=ranks))
                 if on_run is not None:
                     on_run(runs[-1])
     return {**settings, "runs": runs}
+
+
+def _place(grid: Grid, z_dim: int, seed: int, estimator: str) -> int:
+    """The run's index in the grid's order: latent size, then seed, then estimator."""
+    per_seed = len(grid.estimators)
+    return (grid.latent_dims.index(z_dim) * grid.seeds + seed) * per_seed + grid.estimators.index(estimator)
+
+
+def _check_shard(shard: Optional[Tuple[int, int]], out: Optional[str], batched: Optional[bool], ranks) -> None:
+    """A shard ``(i, n)`` needs 0 <= i < n, a shared folder, and runs trained one by one in one process."""
+    if shard is None:
+        return
+    i, n = shard
+    if not 0 <= i < n:
+        raise PyroVAEError(f"shard {i}/{n} does not exist: a grid in n shards has shards 0 to n-1")
+    if out is None or batched or ranks is not None:
+        raise PyroVAEError("a shard trains its runs one by one in one process, into the --out folder the shards "
+                           "share: give --out, and no --batched on or torchrun")
 
 
 def _batched(grid: Grid, batched: Optional[bool], ranks) -> bool:

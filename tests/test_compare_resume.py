@@ -84,3 +84,48 @@ def test_resume_with_another_grid_is_refused(grid_args, tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"pyrovae compare: error: comparison in {out} was run with batch_size = None, not 40; resume it with "
         "its own settings or use another --out"]
+
+
+def test_shards_sharing_a_folder_end_with_the_unsharded_numbers(grid_args, tmp_path):
+    """Two processes train one grid into one folder (``--shard 0/2`` and ``1/2``, the second
+    started once the first has written ``grid.json``); the command without ``--shard`` then
+    trains nothing and reports the numbers of the grid run in one process."""
+    assert main([*grid_args, "--out", str(tmp_path / "reference")]) == 0
+    out = tmp_path / "grid"
+    shards = []
+    for i in range(2):
+        shards.append(subprocess.Popen([sys.executable, "-m", "pyrovae", *grid_args, "--out", str(out), "--resume",
+                                        "--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True))
+        while i == 0 and not (out / "grid.json").is_file():  # the first shard creates the grid's folder
+            assert shards[0].poll() is None, shards[0].communicate()
+    for i, proc in enumerate(shards):
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        assert stdout.startswith(f"shard {i}/2: 1 runs finished")
+    assert (out / "runs" / RUNS[0] / "record.json").is_file() and not (out / "report.json").exists()
+    kept = {run: (out / "runs" / run / "record.json").read_bytes() for run in RUNS}
+    assert main([*grid_args, "--out", str(out), "--resume"]) == 0
+    assert {run: (out / "runs" / run / "record.json").read_bytes() for run in RUNS} == kept
+    assert _numbers(out) == _numbers(tmp_path / "reference")
+
+
+@pytest.mark.parametrize("shard, message", [
+    (["--shard", "0/2"], "--shard needs the --out folder that the shards share"),
+    (["--shard", "2/2"], "shard 2/2 does not exist: a grid in n shards has shards 0 to n-1"),
+    (["--shard", "0/2", "--batched", "on"], "a shard trains its runs one by one in one process, into the --out "
+                                            "folder the shards share: give --out, and no --batched on or torchrun"),
+])
+def test_a_bad_shard_is_one_line_and_exit_2(grid_args, tmp_path, shard, message):
+    out = [] if message.startswith("--shard needs") else ["--out", str(tmp_path / "g")]
+    res = subprocess.run([sys.executable, "-m", "pyrovae", *grid_args, *out, *shard],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"pyrovae compare: error: {message}"]
+    assert not (tmp_path / "g").exists()  # refused before anything was written
+
+
+def test_a_shard_that_is_not_i_of_n_is_refused_by_the_parser(grid_args, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pyrovae", *grid_args, "--shard", "half"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2 and "argument --shard: expected I/N, e.g. 0/2, got 'half'" in res.stderr

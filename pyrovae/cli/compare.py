@@ -53,7 +53,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--out", default=None, help="report folder, which keeps every run as it goes (default runs/compare-<time>)")
     a("--resume", action="store_true", help="continue the interrupted comparison in --out: finished runs are kept, "
                                             "an interrupted one continues from its checkpoint")
+    a("--shard", type=shard_spec, default=None, metavar="I/N",
+      help="train only shard I of N (runs I, I+N, ... in the grid's order) into the --out folder the N shards "
+           "share, with --resume; once all have finished, the same command without --shard writes the report")
     a("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def shard_spec(text: str) -> tuple:
+    """``I/N`` as ``(I, N)``: shard I (from 0) of N."""
+    try:
+        i, n = (int(k) for k in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/2, got {text!r}") from None
+    return i, n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                                    "curve_points", "grad_points")})
     if args.resume and args.out is None:
         raise PyroVAEError("--resume needs the --out folder of the comparison to continue")
+    if args.shard is not None and args.out is None:
+        raise PyroVAEError("--shard needs the --out folder that the shards share")
     out = args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.resume:
         RunFolder(out).check_new()
@@ -72,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     SETUPS.check(args.setup)
     data = load_dataset(args.dataset, binarize=args.binarize, data_dir=args.data_dir, seed=0)
     total = len(args.latent_dims) * args.seeds * len(args.estimators)
+    if args.shard is not None:
+        total = len(range(args.shard[0], total, max(1, args.shard[1])))
     with progress_bar(total, "compare", not args.no_progress, unit="run") as bar:
         result = compare(data, args.estimators, args.latent_dims, seeds=args.seeds, epochs=args.epochs,
                          samples=args.samples, particles=args.particles, setup=args.setup, init=args.init,
@@ -79,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
                          ll_rows=args.ll_rows, grad_repeats=args.grad_repeats, curve_points=args.curve_points,
                          grad_points=args.grad_points, out=out, resume=args.resume,
                          batched={"auto": None, "on": True, "off": False}[args.batched],
-                         on_run=lambda run: bar.update(1), ranks=args.ranks)
+                         on_run=lambda run: bar.update(1), ranks=args.ranks, shard=args.shard)
+    if args.shard is not None:
+        print(f"shard {args.shard[0]}/{args.shard[1]}: {len(result['runs'])} runs finished in {out}; the same "
+              "command without --shard (and with --resume) writes the report once every shard has finished")
+        return 0
     ranks = args.ranks
     if ranks is not None and not ranks.main:
         return 0  # every rank trained and evaluated its shard; rank 0 writes the report
