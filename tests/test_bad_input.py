@@ -78,7 +78,7 @@ BAD = {
     "support mismatch": (["train", "--posterior", "normal", "--prior", "gamma"],
                          "posterior 'normal' (support Real()^k) is not inside the support of prior 'gamma'"),
     "learnable prior has no closed-form KL": (["train", "--prior", "mog", "--estimator", "analytic"],
-                                              "posterior Normal with prior MixtureSameFamily"),
+                                              "posterior Normal with prior NormalMixture"),
     "flow needs two latents": (["train", "--posterior", "iaf", "--latent-dim", 1], "at least 2 latent dimensions"),
     # -- train: run folders ----------------------------------------------------------------------
     "existing out folder": (["train", "--out", "{tmp}/exists"], "already exists"),

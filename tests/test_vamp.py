@@ -10,7 +10,8 @@ import torch
 from pyrovae import VAE, PyroVAEError
 from pyrovae.estimators import estimator
 from pyrovae.families import PRIORS, EncoderView, VampPrior, closed_form_table
-from pyrovae.families.vamp import DEFAULT_PSEUDO_INPUTS, _shared_normal_components
+from pyrovae.families.mixture import shared_normal_components
+from pyrovae.families.vamp import DEFAULT_PSEUDO_INPUTS
 
 
 def _vae(posterior="normal"):
@@ -36,7 +37,7 @@ def test_log_density_is_the_mean_of_the_pseudo_input_posteriors(float64):
 
 @pytest.mark.parametrize("narrow", [False, True])
 def test_matrix_product_log_density_is_pyros_mixture_density(float64, narrow):
-    """VampMixture's log-density and its gradients (points, pseudo-inputs, encoder) equal Pyro's
+    """NormalMixture's log-density and its gradients (points, pseudo-inputs, encoder) equal Pyro's
     MixtureSameFamily broadcast to 1e-10, with components as narrow as sigma = 1e-3 and points
     far from them; in float32 it is within four float32 epsilons of the float64 density."""
     torch.manual_seed(3)
@@ -45,17 +46,17 @@ def test_matrix_product_log_density_is_pyros_mixture_density(float64, narrow):
         vae.encoder[-1].bias.data[3:] -= 14.0
     z = (4 * torch.randn(2, 7, 3)).requires_grad_()
     prior = vae.prior()
-    assert type(prior).__name__ == "VampMixture"
+    assert type(prior).__name__ == "NormalMixture"
     assert (prior.component_distribution.base_dist.scale.max() < 0.01) == narrow
-    assert _shared_normal_components(prior) is not None
+    assert shared_normal_components(prior) is not None
     reference = dist.MixtureSameFamily(prior.mixture_distribution, prior.component_distribution)
     got, expected = prior.log_prob(z), reference.log_prob(z)
     assert got.shape == expected.shape == (2, 7)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
     # Under a plate of 7 rows the mixture is expanded (stride 0), as in training and evaluation.
     expanded = prior.expand(torch.Size([7]))
-    assert type(expanded).__name__ == "VampMixture" and expanded.batch_shape == (7,)
-    assert _shared_normal_components(expanded) is not None  # the matrix-product path, not Pyro's
+    assert type(expanded).__name__ == "NormalMixture" and expanded.batch_shape == (7,)
+    assert shared_normal_components(expanded) is not None  # the matrix-product path, not Pyro's
     torch.testing.assert_close(expanded.log_prob(z), expected, rtol=1e-12, atol=1e-10)
     torch.testing.assert_close(expanded.log_prob(z[0, 0]), expected[0, 0].expand(7), rtol=1e-12, atol=1e-10)
     wrt = [z, vae.prior.pseudo_inputs, *vae.encoder.parameters()]
@@ -99,7 +100,7 @@ def test_auto_samples_its_kl_and_analytic_refuses(float64):
     auto = estimator("auto")
     assert torch.isfinite(auto.differentiable_loss(vae.model, vae.guide, x))
     assert auto.kl_routes == {"z": "sampled"}
-    with pytest.raises(PyroVAEError, match="with prior VampMixture, which has none; use 'auto' or 'mc'"):
+    with pytest.raises(PyroVAEError, match="with prior NormalMixture, which has none; use 'auto' or 'mc'"):
         estimator("analytic").differentiable_loss(vae.model, vae.guide, x)
     assert all(v == "-" for (_, p), v in closed_form_table().items() if p == "vamp")  # every family mixes
 

@@ -11,13 +11,14 @@ from .base import (FAMILIES, ROUTES, Family, FixedPrior, Param, ParametricFamily
                    support_str, support_within)
 from .builtin import LOG_VARIANCE, lowrank_normal
 from .flow import AmortizedFlowFamily, FlowFamily
+from .mixture import NormalMixture
 from .priors import MixturePrior, closed_form_table
 from .registry import PRIORS, EncoderView, PriorSpec, register_family, register_prior
 from .vamp import VampPrior, vamp_prior
 
 __all__ = [
     "FAMILIES", "PRIORS", "ROUTES", "Family", "ParametricFamily", "Param", "FlowFamily", "AmortizedFlowFamily",
-    "PriorSpec", "EncoderView", "VampPrior", "vamp_prior",
+    "PriorSpec", "EncoderView", "NormalMixture", "VampPrior", "vamp_prior",
     "FixedPrior", "MixturePrior", "register_family", "register_prior", "check_compatible", "support_str", "support_within",
     "closed_form_table", "LOG_VARIANCE", "lowrank_normal",
 ]

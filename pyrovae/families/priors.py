@@ -12,6 +12,7 @@ from torch.distributions import biject_to, constraints
 from ..errors import PyroVAEError
 from ..kl import has_closed_form_kl
 from .base import FAMILIES, support_within
+from .mixture import NormalMixture
 from .registry import PRIORS, EncoderView, PriorSpec, register_prior
 
 
@@ -19,7 +20,8 @@ class MixturePrior(nn.Module):
     """``p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2)`` with learned weights, means and scales.
 
     A learnable prior (e.g. Tomczak & Welling 2018 use a mixture); it has no
-    closed-form KL with any posterior, so train it with ``mc`` or ``auto``.
+    closed-form KL with any posterior, so train it with ``mc`` or ``auto``. Its density is
+    :class:`~pyrovae.families.mixture.NormalMixture`'s matrix product.
     """
 
     def __init__(self, z_dim: int, components: int = 10) -> None:
@@ -32,7 +34,7 @@ class MixturePrior(nn.Module):
         """The mixture, event shape ``(z_dim,)``."""
         scale = biject_to(constraints.positive)(self.raw_scale)
         components = dist.Normal(self.loc, scale, validate_args=False).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components, validate_args=False)
+        return NormalMixture(dist.Categorical(logits=self.logits), components, validate_args=False)
 
 
 register_prior(PriorSpec("mog", lambda z_dim: MixturePrior(z_dim), constraints.independent(constraints.real, 1),
