@@ -30,6 +30,7 @@ from .errors import PyroVAEError
 from .fastpath import OPTIMIZERS, make_optimizer
 from .registry import Registry
 from .training.budget import Budget
+from .training.denormals import denormals_flushed
 from .training.epochs import Epochs
 
 #: ``elbo(log_px, q, z, prior)``: each row's ELBO estimate ``(R, M)`` from the likelihood term,
@@ -81,16 +82,19 @@ class BatchedRuns:
         run's seed, which seeds its data order, binarization and noise as ``fit`` does.
     :param train: the training rows ``(N, D)`` on the runs' device; ``dynamic``: binarize them
         afresh every epoch.
+    :param keep_denormals: keep subnormal floats while training on a CPU; by default they are
+        flushed to zero, as :func:`~pyrovae.training.fit` flushes them for a run alone.
     """
 
     def __init__(self, vaes: Sequence, estimators: Sequence[str], seeds: Sequence[int], train: torch.Tensor, *,
-                 batch_size: int = 100, optimizer: str = "adam", lr: float = 1e-3, dynamic: bool = False) -> None:
+                 batch_size: int = 100, optimizer: str = "adam", lr: float = 1e-3, dynamic: bool = False,
+                 keep_denormals: bool = False) -> None:
         if not len(vaes) == len(estimators) == len(seeds) or not vaes:
             raise PyroVAEError("batched runs need one estimator and one seed per VAE, and at least one VAE")
         for vae in vaes:
             check_batchable(vae)
         self.vaes, self.base, self.batch_size = list(vaes), vaes[0], batch_size
-        device, self.rows = train.device, train
+        device, self.rows, self.keep_denormals = train.device, train, keep_denormals
         # Runs grouped by estimator: each estimator is evaluated once over all runs and kept where it is theirs.
         self.masks = {name: torch.tensor([e == name for e in estimators], device=device)
                       for name in dict.fromkeys(BATCHED_ELBOS.check(e) for e in estimators)}
@@ -133,15 +137,16 @@ class BatchedRuns:
             ``on_point(step)`` is called (the learning curve's points, say).
         """
         out, steps = [], budget.steps_per_epoch
-        for epoch in range(-(-budget.total_steps // steps)):
-            drawn = [e.draw() for e in self.epochs]  # each run's epoch, from its own data stream
-            losses = []
-            for i in range(budget.steps_in(epoch)):
-                losses.append(self.step(*self._minibatch(drawn, i)))
-                if on_point is not None and epoch * steps + i + 1 in points:
-                    self.write_back()
-                    on_point(epoch * steps + i + 1)
-            out.append(torch.stack(losses))
+        with denormals_flushed(self.keep_denormals, self.rows.device):
+            for epoch in range(-(-budget.total_steps // steps)):
+                drawn = [e.draw() for e in self.epochs]  # each run's epoch, from its own data stream
+                losses = []
+                for i in range(budget.steps_in(epoch)):
+                    losses.append(self.step(*self._minibatch(drawn, i)))
+                    if on_point is not None and epoch * steps + i + 1 in points:
+                        self.write_back()
+                        on_point(epoch * steps + i + 1)
+                out.append(torch.stack(losses))
         self.write_back()
         return out
 

@@ -9,6 +9,7 @@ from pyrovae.batched import BATCHED_ELBOS, BatchedRuns
 from pyrovae.errors import PyroVAEError
 from pyrovae.training import fit
 from pyrovae.training.budget import Budget
+from pyrovae.training.denormals import flushing_denormals
 
 ROWS, DIM, BATCH = 60, 10, 6  # ten steps per epoch
 
@@ -75,3 +76,14 @@ def test_a_batched_comparison_has_the_records_of_a_sequential_one(tmp_path):
             assert [c[key] for c in b["curve"]] == pytest.approx([c[key] for c in a["curve"]], abs=1e-4)
         assert b["log_likelihood"] == pytest.approx(a["log_likelihood"], abs=1e-4)
         assert set(b["gradients"]) == set(a["gradients"])
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_batched_training_flushes_subnormals_as_fit_does(grey, keep):
+    """Subnormals are flushed while the batch trains on a CPU (as fit flushes them for a run
+    alone) unless kept, and the caller's mode is back afterwards."""
+    seen = []
+    x = torch.bernoulli(grey, generator=torch.Generator().manual_seed(1))
+    batched = BatchedRuns([_vae(0)], ["mc"], [0], x, batch_size=BATCH, keep_denormals=keep)
+    batched.train(Budget(1, None, ROWS, BATCH), frozenset({3}), lambda step: seen.append(flushing_denormals()))
+    assert seen == [not keep] and not flushing_denormals()
