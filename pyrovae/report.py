@@ -177,6 +177,7 @@ def figure2(result: Dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(max(6.0, 4 * len(dims)), 3.6))
     axes = fig.subplots(1, len(dims), squeeze=False)
     for ax, z in zip(axes[0], dims):
+        late = []  # the bands over the second half of training (in log samples)
         for i, est in enumerate(result["estimators"]):
             color = f"C{i}"
             # iwae/dreg train the IWAE bound: their train curve says so (train_iwae, not train_elbo).
@@ -187,12 +188,17 @@ def figure2(result: Dict[str, Any], path: Path) -> None:
                 xs, mean, low, high = _curves(cells[z, est], key)
                 ax.plot(xs, mean, style, color=color, markersize=3, label=f"{est} ({what})")
                 ax.fill_between(xs, low, high, color=color, alpha=0.15)
+                late += [v for x, lo, hi in zip(xs, low, high) if x * x >= xs[0] * xs[-1] for v in (lo, hi)]
+        if len(late) > 2:  # as the paper's Figure 2: the y axis shows where the bounds converge
+            margin = 0.1 * (max(late) - min(late)) or 1.0
+            ax.set_ylim(min(late) - margin, max(late) + margin)
         ax.set_title(f"Nz = {z}")
         ax.set_xlabel("training samples seen")
         ax.set_xscale("log")
     axes[0][0].set_ylabel("ELBO (nats / point)")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Test (solid) and train (dashed) bound per estimator; bands span the seeds", fontsize=10)
+    fig.suptitle("Test (solid) and train (dashed) bound per estimator; bands span the seeds; "
+                 "y axis: the second half of training (log samples)", fontsize=10)
     _save(fig, path)
 
 
