@@ -9,6 +9,7 @@ inside a named run's folder, so each kill lands in the run it is meant for, wait
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ def test_shards_sharing_a_folder_end_with_the_unsharded_numbers(grid_args, tmp_p
                                        text=True))
         while i == 0 and not (out / "grid.json").is_file():  # the first shard creates the grid's folder
             assert shards[0].poll() is None, shards[0].communicate()
+            time.sleep(0.05)  # poll for the file without taking a core from the shard that writes it
     for i, proc in enumerate(shards):
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
