@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
+from pyrovae.cli.compare import shard_spec
 from pyrovae.compare import compare
 from pyrovae.data import load_dataset
 from pyrovae.options import count
@@ -130,7 +131,7 @@ def main(argv: List[str] | None = None) -> None:
                    help="train each latent size's runs as one batched model (auto: on CUDA)")
     p.add_argument("--out", default="benchmarks/results/figure2-fashion-mnist")
     p.add_argument("--resume", action="store_true", help="continue an interrupted grid in --out")
-    p.add_argument("--shard", default=None, metavar="I/N",
+    p.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                    help="train only shard I of N (runs I, I+N, ... of the grid) into the shared --out; "
                         "once every shard has finished, run again without --shard (and with --resume) for the report")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, about a minute on a CPU")
@@ -143,11 +144,11 @@ def main(argv: List[str] | None = None) -> None:
         sizes = dict(SMOKE)
         rows = sizes.pop("rows")
         data.train, data.test = data.train[:rows], data.test[:rows // 3]
-    shard = None if args.shard is None else tuple(int(k) for k in args.shard.split("/"))
     result = compare(data, args.estimators.split(","), setup=args.setup, device=args.device, out=args.out,
-                     resume=args.resume, shard=shard, **sizes)
-    if shard is not None:
-        print(f"shard {args.shard} finished; the report comes from a run without --shard once every shard has")
+                     resume=args.resume, shard=args.shard, **sizes)
+    if args.shard is not None:
+        print(f"shard {args.shard[0]}/{args.shard[1]} finished; the report comes from a run without --shard "
+              "once every shard has")
         return
     write_report(result, args.out)
     report = Path(args.out) / "report.md"
